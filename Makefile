@@ -1,0 +1,46 @@
+# sipstack — developer entry points. `make test` is what CI runs (.ci/run).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+# Debian packages of the real peers the tests drive (installed when missing and we are root).
+DEB_PKGS := sip-tester
+
+.PHONY: test lint unit bench venv deps debs clean
+
+$(VENV)/.stamp-test: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+$(VENV)/.stamp-bench: $(VENV)/.stamp-test
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $@
+
+venv: $(VENV)/.stamp-test
+
+debs:
+	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "warning: missing Debian packages:$$missing (not root; tests needing them will be skipped)"; \
+	  fi; \
+	fi
+
+lint: venv
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+unit: venv
+	$(PY) -m pytest -q
+
+test: venv debs lint unit
+
+bench: $(VENV)/.stamp-bench
+	$(PY) bench/parse.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,518 @@
+"""Header names and typed header values.
+
+Facts (RFC 3261 §7.3): header names are case-insensitive and several have a compact form;
+a header whose grammar is a comma-separated list may appear on several lines or be joined
+with commas on one, and both mean the same; WWW-Authenticate, Authorization,
+Proxy-Authenticate and Proxy-Authorization are lists only across lines; the relative order
+of lines with different names does not matter, of lines with the same name it does.
+
+Representation: a message keeps each header line as received and indexes it by the
+canonical lower-case name. Typed values below are built only when asked for.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ..errors import ParseError
+from . import abnf
+from .uri import URI, check_host, parse_uri
+
+# RFC 3261 §7.3.3 and the extensions that registered a compact form.
+COMPACT_FORMS: dict[str, str] = {
+    "i": "call-id",
+    "m": "contact",
+    "e": "content-encoding",
+    "l": "content-length",
+    "c": "content-type",
+    "f": "from",
+    "s": "subject",
+    "k": "supported",
+    "t": "to",
+    "v": "via",
+    "o": "event",  # RFC 6665
+    "u": "allow-events",  # RFC 6665
+    "r": "refer-to",  # RFC 3515
+    "b": "referred-by",  # RFC 3892
+    "y": "identity",  # RFC 8224
+    "a": "accept-contact",  # RFC 3841
+    "j": "reject-contact",  # RFC 3841
+    "d": "request-disposition",  # RFC 3841
+    "x": "session-expires",  # RFC 4028
+    "n": "identity-info",  # RFC 4474 (historic)
+}
+
+# How a header name is written when sipstack creates the line.
+_PRETTY: dict[str, str] = {
+    "call-id": "Call-ID",
+    "cseq": "CSeq",
+    "www-authenticate": "WWW-Authenticate",
+    "mime-version": "MIME-Version",
+    "rack": "RAck",
+    "rseq": "RSeq",
+    "sip-etag": "SIP-ETag",
+    "sip-if-match": "SIP-If-Match",
+    "p-asserted-identity": "P-Asserted-Identity",
+}
+
+# Headers whose grammar is a comma-separated list (split by ``header_values``).
+LIST_HEADERS: frozenset[str] = frozenset(
+    {
+        "via",
+        "contact",
+        "route",
+        "record-route",
+        "path",
+        "service-route",
+        "allow",
+        "allow-events",
+        "supported",
+        "require",
+        "proxy-require",
+        "unsupported",
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "accept-contact",
+        "reject-contact",
+        "request-disposition",
+        "alert-info",
+        "call-info",
+        "error-info",
+        "content-encoding",
+        "content-language",
+        "in-reply-to",
+        "warning",
+        "p-asserted-identity",
+        "p-preferred-identity",
+        "history-info",
+        "security-client",
+        "security-server",
+        "security-verify",
+        "recv-info",
+        "resource-priority",
+        "accept-resource-priority",
+        "geolocation",
+        "geolocation-error",
+        "reason",
+        "privacy",
+        "flow-timer",
+    }
+)
+
+# Headers that may appear at most once (RFC 3261 §7.3.1 and §20); a repeat is a 400.
+SINGLE_HEADERS: frozenset[str] = frozenset(
+    {"from", "to", "call-id", "cseq", "max-forwards", "content-length", "content-type", "expires"}
+)
+
+_NAME_RE = re.compile(abnf.token)
+
+
+def canonical_name(name: str) -> str:
+    """Lower-case full name of a header name as written (compact forms expanded)."""
+    key = name.strip(" \t").lower()
+    return COMPACT_FORMS.get(key, key)
+
+
+def pretty_name(key: str) -> str:
+    """How sipstack writes the header named by canonical ``key``."""
+    pretty = _PRETTY.get(key)
+    if pretty is None:
+        pretty = "-".join(part.capitalize() for part in key.split("-"))
+    return pretty
+
+
+def check_name(raw: str) -> str:
+    """Canonical name of a header line's name part, or ParseError (RFC 3261 §7.3.1:
+    header-name *(SP / HTAB) HCOLON)."""
+    name = raw.rstrip(" \t")
+    if not _NAME_RE.fullmatch(name):
+        raise ParseError(f"bad header name {raw[:40]!r}")
+    key = name.lower()
+    return COMPACT_FORMS.get(key, key)
+
+
+def split_list(value: str) -> list[str]:
+    """Split a list-header value at commas outside quotes and angle brackets."""
+    if '"' not in value and "<" not in value:
+        return [part.strip(" \t") for part in value.split(",") if part.strip(" \t")]
+    parts: list[str] = []
+    start = 0
+    quoted = False
+    angle = False
+    i = 0
+    n = len(value)
+    while i < n:
+        ch = value[i]
+        if quoted:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch == "<":
+            angle = True
+        elif ch == ">":
+            angle = False
+        elif ch == "," and not angle:
+            parts.append(value[start:i].strip(" \t"))
+            start = i + 1
+        i += 1
+    parts.append(value[start:].strip(" \t"))
+    return [p for p in parts if p]
+
+
+# ---------------------------------------------------------------------------------------
+# Typed values
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Via:
+    """One via-parm (RFC 3261 §20.42)."""
+
+    transport: str
+    host: str
+    port: int | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+    protocol: str = "SIP/2.0"
+
+    @property
+    def branch(self) -> str | None:
+        return self.params.get("branch")
+
+    @property
+    def received(self) -> str | None:
+        return self.params.get("received")
+
+    @property
+    def rport(self) -> int | None:
+        """The rport value (RFC 3581), or None when absent or empty."""
+        value = self.params.get("rport")
+        return int(value) if value else None
+
+    @property
+    def maddr(self) -> str | None:
+        return self.params.get("maddr")
+
+    @property
+    def sent_by(self) -> str:
+        return self.host if self.port is None else f"{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{self.protocol}/{self.transport} {self.sent_by}{abnf.format_params(self.params)}"
+
+
+@dataclass(slots=True)
+class NameAddr:
+    """A name-addr or addr-spec with header parameters: From, To, Contact, Route,
+    Record-Route, Path … (RFC 3261 §20). ``Contact: *`` is the element with ``is_star``."""
+
+    uri: URI
+    display_name: str | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+    is_star: bool = False
+
+    @property
+    def tag(self) -> str | None:
+        return self.params.get("tag")
+
+    @property
+    def expires(self) -> int | None:
+        value = self.params.get("expires")
+        return _delta_seconds(value) if value is not None else None
+
+    @property
+    def q(self) -> float | None:
+        value = self.params.get("q")
+        return float(value) if value is not None else None
+
+    def __str__(self) -> str:
+        if self.is_star:
+            return "*"
+        display = ""
+        if self.display_name is not None:
+            display = abnf.quote(self.display_name) + " "
+        return f"{display}<{self.uri}>{abnf.format_params(self.params)}"
+
+
+@dataclass(slots=True, frozen=True)
+class CSeq:
+    seq: int
+    method: str
+
+    def __str__(self) -> str:
+        return f"{self.seq} {self.method}"
+
+
+@dataclass(slots=True)
+class MediaType:
+    """Content-Type / Accept media types (RFC 3261 §20.15); type and subtype lower-cased."""
+
+    type: str
+    subtype: str
+    params: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def mime(self) -> str:
+        return f"{self.type}/{self.subtype}"
+
+    def __str__(self) -> str:
+        return self.mime + abnf.format_params(self.params)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):
+            return self.mime == other.lower()
+        if isinstance(other, MediaType):
+            return self.mime == other.mime and self.params == other.params
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.mime)
+
+
+@dataclass(slots=True)
+class Auth:
+    """A challenge (WWW-/Proxy-Authenticate) or credentials (Authorization,
+    Proxy-Authorization): an auth scheme and its parameters, names lower-cased, values
+    unquoted (RFC 3261 §25.1, RFC 7616)."""
+
+    scheme: str
+    params: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        parts = []
+        for name, value in self.params.items():
+            # RFC 7616 §3.4: algorithm, qop (in credentials), nc and stale are not quoted.
+            if name in ("algorithm", "nc", "stale") or (name == "qop" and "," not in value):
+                parts.append(f"{name}={value}")
+            else:
+                parts.append(f"{name}={abnf.quote(value)}")
+        return f"{self.scheme} " + ", ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------
+# Parsers: text of one header line's value (unfolded, stripped) -> typed value.
+# Each raises ParseError(400) on bad syntax.
+# ---------------------------------------------------------------------------------------
+
+MAX_DELTA_SECONDS = 2**32 - 1
+
+
+def _delta_seconds(text: str) -> int:
+    # RFC 3261 §20.19: values above 2**32-1 are taken as 2**32-1 (RFC 4475 §3.1.2.4).
+    if not abnf.DIGITS_RE.fullmatch(text):
+        raise ParseError(f"bad delta-seconds {text[:20]!r}")
+    return min(int(text), MAX_DELTA_SECONDS) if len(text) < 12 else MAX_DELTA_SECONDS
+
+
+def parse_vias(value: str) -> list[Via]:
+    out: list[Via] = []
+    pos = 0
+    n = len(value)
+    match = abnf.VIA_PARM_RE.match
+    while True:
+        m = match(value, pos)
+        if m is None:
+            raise ParseError(f"bad Via {value[:80]!r}")
+        protocol, version, transport, host, port, params = m.groups()
+        check_host(host)
+        port_num = None
+        if port is not None:
+            port_num = int(port) if len(port) <= 5 else 65536
+            if port_num > 65535:
+                raise ParseError(f"bad Via port {port!r}")
+        param_map = abnf.parse_params(params, abnf.VIA_PARAM_RE) if params else {}
+        if param_map:
+            _check_via_params(param_map)
+        out.append(Via(transport.upper(), host, port_num, param_map, f"{protocol}/{version}".upper()))
+        pos = m.end()
+        if pos == n:
+            return out
+        sep = abnf.COMMA_RE.match(value, pos)
+        if sep is None:
+            raise ParseError(f"bad Via {value[:80]!r}")
+        pos = sep.end()
+
+
+def _check_via_params(params: dict[str, str | None]) -> None:
+    received = params.get("received")
+    if received is not None:
+        # RFC 5118 §4.5/§4.6: accept the address with or without brackets.
+        check_host(received if received.startswith("[") or ":" not in received else f"[{received}]")
+    rport = params.get("rport")
+    if rport and (not abnf.DIGITS_RE.fullmatch(rport) or len(rport) > 5 or int(rport) > 65535):
+        raise ParseError(f"bad rport {rport!r}")
+    ttl = params.get("ttl")
+    if ttl is not None and (not abnf.DIGITS_RE.fullmatch(ttl) or int(ttl) > 255):
+        raise ParseError(f"bad ttl {ttl!r}")
+
+
+def _name_addr(m: re.Match[str], value: str) -> NameAddr:
+    display, bracketed, bare, params = m.groups()
+    uri = parse_uri(bracketed if bracketed is not None else bare)
+    display_name = None
+    if display is not None:
+        display_name = abnf.unquote(display) if display.startswith('"') else display
+    param_map = abnf.parse_params(params) if params else {}
+    return NameAddr(uri, display_name, param_map)
+
+
+def parse_name_addr(value: str) -> NameAddr:
+    """From, To and other single name-addr headers."""
+    m = abnf.NAME_ADDR_RE.fullmatch(value)
+    if m is None:
+        raise ParseError(f"bad address {value[:80]!r}")
+    return _name_addr(m, value)
+
+
+def parse_name_addrs(value: str, *, brackets: bool = False) -> list[NameAddr]:
+    """Contact, Route, Record-Route, Path …; ``brackets`` requires name-addr form."""
+    out: list[NameAddr] = []
+    pos = 0
+    n = len(value)
+    match = abnf.NAME_ADDR_RE.match
+    while True:
+        m = match(value, pos)
+        if m is None or (brackets and m.group(2) is None):
+            raise ParseError(f"bad address list {value[:80]!r}")
+        out.append(_name_addr(m, value))
+        pos = m.end()
+        if pos == n:
+            return out
+        sep = abnf.COMMA_RE.match(value, pos)
+        if sep is None:
+            raise ParseError(f"bad address list {value[:80]!r}")
+        pos = sep.end()
+
+
+STAR = NameAddr(uri=parse_uri("sip:invalid"), is_star=True)
+
+
+def parse_contacts(value: str) -> list[NameAddr]:
+    """Contact (RFC 3261 §20.10): ``*`` or a list; q and expires checked."""
+    if value == "*":
+        return [STAR]
+    contacts = parse_name_addrs(value)
+    for contact in contacts:
+        q = contact.params.get("q")
+        if q is not None and not abnf.QVALUE_RE.fullmatch(q):
+            raise ParseError(f"bad q-value {q!r}")
+        expires = contact.params.get("expires")
+        if expires is not None:
+            _delta_seconds(expires)
+    return contacts
+
+
+def parse_cseq(value: str) -> CSeq:
+    m = abnf.CSEQ_RE.fullmatch(value)
+    if m is None:
+        raise ParseError(f"bad CSeq {value[:40]!r}")
+    seq_text, method = m.groups()
+    # RFC 3261 §8.1.1.5: a 32-bit unsigned value less than 2**31.
+    if len(seq_text) > 10 or int(seq_text) >= 2**31:
+        raise ParseError("CSeq number out of range")
+    return CSeq(int(seq_text), method)
+
+
+def parse_max_forwards(value: str) -> int:
+    if not abnf.DIGITS_RE.fullmatch(value) or len(value) > 5 or int(value) > 255:
+        raise ParseError(f"bad Max-Forwards {value[:20]!r}")
+    return int(value)
+
+
+def parse_content_length(value: str) -> int:
+    if not abnf.DIGITS_RE.fullmatch(value) or len(value) > 10:
+        raise ParseError(f"bad Content-Length {value[:20]!r}")
+    return int(value)
+
+
+def parse_call_id(value: str) -> str:
+    if not abnf.CALLID_RE.fullmatch(value):
+        raise ParseError(f"bad Call-ID {value[:80]!r}")
+    return value
+
+
+def parse_expires(value: str) -> int:
+    return _delta_seconds(value)
+
+
+def parse_media_type(value: str) -> MediaType:
+    m = abnf.MEDIA_TYPE_RE.fullmatch(value)
+    if m is None:
+        raise ParseError(f"bad media type {value[:80]!r}")
+    mtype, subtype, params = m.groups()
+    param_map = abnf.parse_params(params, abnf.MEDIA_PARAM_RE) if params else {}
+    return MediaType(mtype.lower(), subtype.lower(), param_map)
+
+
+def parse_accept(value: str) -> list[MediaType]:
+    out = []
+    for part in split_list(value):
+        m = abnf.ACCEPT_RANGE_RE.fullmatch(part)
+        if m is None:
+            raise ParseError(f"bad Accept {part[:80]!r}")
+        out.append(MediaType(m.group(1).lower(), m.group(2).lower()))
+    return out
+
+
+def parse_tokens(value: str) -> list[str]:
+    """Require, Supported, Proxy-Require, Unsupported, Allow (possibly empty lists)."""
+    if not abnf.TOKEN_LIST_RE.fullmatch(value):
+        raise ParseError(f"bad token list {value[:80]!r}")
+    return [part.strip(" \t") for part in value.split(",") if part.strip(" \t")]
+
+
+def parse_auth(value: str) -> Auth:
+    m = abnf.AUTH_RE.fullmatch(value)
+    if m is None:
+        raise ParseError(f"bad authentication header {value[:80]!r}")
+    scheme, params = m.groups()
+    return Auth(
+        scheme,
+        {name.lower(): abnf.unquote(val) for name, val in abnf.AUTH_PARAM_RE.findall(params)},
+    )
+
+
+def parse_date(value: str) -> str:
+    m = abnf.DATE_RE.fullmatch(value)
+    if m is None or not (0 <= int(m.group(5)) <= 23 and int(m.group(6)) <= 59 and int(m.group(7)) <= 60):
+        raise ParseError(f"bad Date {value[:40]!r}")
+    day = int(m.group(2))
+    if not 1 <= day <= 31:
+        raise ParseError(f"bad Date {value[:40]!r}")
+    return value
+
+
+# Syntax checks run by parse() on every line of a known header (RFC 3261 §25); the typed
+# accessors reuse the same functions, so an error is the same whenever it is found.
+CHECKS = {
+    "via": parse_vias,
+    "from": parse_name_addr,
+    "to": parse_name_addr,
+    "call-id": parse_call_id,
+    "cseq": parse_cseq,
+    "max-forwards": parse_max_forwards,
+    "content-length": parse_content_length,
+    "contact": parse_contacts,
+    "route": lambda v: parse_name_addrs(v, brackets=True),
+    "record-route": lambda v: parse_name_addrs(v, brackets=True),
+    "path": lambda v: parse_name_addrs(v, brackets=True),
+    "service-route": lambda v: parse_name_addrs(v, brackets=True),
+    "expires": parse_expires,
+    "min-expires": parse_expires,
+    "content-type": parse_media_type,
+    "accept": parse_accept,
+    "require": parse_tokens,
+    "proxy-require": parse_tokens,
+    "supported": parse_tokens,
+    "unsupported": parse_tokens,
+    "allow": parse_tokens,
+    "authorization": parse_auth,
+    "proxy-authorization": parse_auth,
+    "www-authenticate": parse_auth,
+    "proxy-authenticate": parse_auth,
+    "date": parse_date,
+}

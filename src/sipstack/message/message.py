@@ -1,0 +1,750 @@
+"""SIP requests and responses: parse a datagram, read headers lazily, edit bytes.
+
+Theory of operation
+-------------------
+``parse()`` splits the head once, indexes each header line by its canonical name, and
+checks the start line and the headers every SIP element relies on (Via, From, To,
+Call-ID, CSeq, Max-Forwards, Content-Length, Route, Record-Route). In ``strict`` mode (the
+default; what a UA or registrar wants) it also checks the syntax of every other header it
+knows. With ``strict=False`` (what a proxy wants, RFC 3261 §16.3 step 1: "any other
+components, well-formed or not, SHOULD be ignored and remain unchanged") the rest is left
+raw until someone asks; a malformed value then raises the same ParseError every time.
+
+Header lines are kept as received. Editing a message (prepend a Via, replace
+Max-Forwards, pop a Route, add a Record-Route) edits that list of lines; ``bytes(msg)``
+returns the original bytes while nothing changed, and otherwise joins the lines again —
+untouched headers are never re-serialised.
+
+Typed values returned by the accessors are shared with the message's cache: treat them
+as read-only and edit the message through its methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from ..errors import ParseError
+from . import abnf
+from .headers import (
+    CHECKS,
+    LIST_HEADERS,
+    SINGLE_HEADERS,
+    Auth,
+    CSeq,
+    MediaType,
+    NameAddr,
+    Via,
+    canonical_name,
+    check_name,
+    parse_accept,
+    parse_auth,
+    parse_call_id,
+    parse_contacts,
+    parse_content_length,
+    parse_cseq,
+    parse_expires,
+    parse_max_forwards,
+    parse_media_type,
+    parse_name_addr,
+    parse_name_addrs,
+    parse_tokens,
+    parse_vias,
+    pretty_name,
+    split_list,
+)
+from .status import reason_phrase
+from .uri import URI, parse_uri
+
+_MISSING: Any = object()
+_MANDATORY = ("via", "from", "to", "call-id", "cseq")
+# Checked by every parse: what the transaction layer and a proxy rely on.
+_CORE = ("via", "from", "to", "call-id", "cseq", "max-forwards", "content-length", "route", "record-route")
+
+# Typed accessor definitions: canonical name -> (parser of one line's value, is a list).
+_TYPED: dict[str, tuple[Any, bool]] = {
+    "via": (parse_vias, True),
+    "from": (parse_name_addr, False),
+    "to": (parse_name_addr, False),
+    "call-id": (parse_call_id, False),
+    "cseq": (parse_cseq, False),
+    "max-forwards": (parse_max_forwards, False),
+    "content-length": (parse_content_length, False),
+    "contact": (parse_contacts, True),
+    "route": (lambda v: parse_name_addrs(v, brackets=True), True),
+    "record-route": (lambda v: parse_name_addrs(v, brackets=True), True),
+    "path": (lambda v: parse_name_addrs(v, brackets=True), True),
+    "service-route": (lambda v: parse_name_addrs(v, brackets=True), True),
+    "expires": (parse_expires, False),
+    "min-expires": (parse_expires, False),
+    "content-type": (parse_media_type, False),
+    "accept": (parse_accept, True),
+    "require": (parse_tokens, True),
+    "proxy-require": (parse_tokens, True),
+    "supported": (parse_tokens, True),
+    "unsupported": (parse_tokens, True),
+    "allow": (parse_tokens, True),
+    "authorization": (lambda v: [parse_auth(v)], True),
+    "proxy-authorization": (lambda v: [parse_auth(v)], True),
+    "www-authenticate": (lambda v: [parse_auth(v)], True),
+    "proxy-authenticate": (lambda v: [parse_auth(v)], True),
+}
+
+# Header-name spellings seen on the wire -> canonical name (bounded cache).
+_NAME_CACHE: dict[str, str] = {}
+
+
+def _key(name: str) -> str:
+    key = _NAME_CACHE.get(name)
+    if key is None:
+        key = check_name(name)
+        if len(_NAME_CACHE) < 4096:
+            _NAME_CACHE[name] = key
+    return key
+
+
+def _line_value(line: str) -> str:
+    value = line[line.index(":") + 1 :]
+    if "\r\n" in value:  # RFC 3261 §7.3.1: folding is equivalent to a single SP
+        value = value.replace("\r\n", "")
+    return value.strip(" \t")
+
+
+def _name_part(line: str) -> str:
+    return line[: line.index(":")].rstrip(" \t")
+
+
+class Message:
+    """What requests and responses share: header lines, typed accessors, body, edits."""
+
+    __slots__ = ("_body", "_index", "_keys", "_lines", "_raw", "_typed")
+    is_request: ClassVar[bool] = False
+
+    def __init__(self, headers: Iterable[tuple[str, str]] = (), body: bytes = b"") -> None:
+        self._lines: list[str] = []
+        self._keys: list[str] = []
+        for name, value in headers:
+            self._keys.append(check_name(name))
+            self._lines.append(f"{name}: {value}")
+        self._body = bytes(body)
+        self._raw: bytes | None = None
+        self._typed: dict[str, Any] = {}
+        if "content-length" not in self._keys:
+            self._keys.append("content-length")
+            self._lines.append(f"Content-Length: {len(self._body)}")
+        self._reindex()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _reindex(self) -> None:
+        index: dict[str, list[int]] = {}
+        for i, key in enumerate(self._keys):
+            lst = index.get(key)
+            if lst is None:
+                index[key] = [i]
+            else:
+                lst.append(i)
+        self._index = index
+
+    def _changed(self, key: str) -> None:
+        self._raw = None
+        self._typed.pop(key, None)
+        self._reindex()
+
+    def _typed_value(self, key: str) -> Any:
+        value = self._typed.get(key, _MISSING)
+        if value is _MISSING:
+            value = self._compute(key)
+        if type(value) is ParseError:
+            raise ParseError(value.reason, value.status_code)
+        return value
+
+    def _compute(self, key: str) -> Any:
+        parser, is_list = _TYPED[key]
+        positions = self._index.get(key)
+        try:
+            if not positions:
+                value: Any = [] if is_list else None
+            elif is_list:
+                value = []
+                for i in positions:
+                    value.extend(parser(_line_value(self._lines[i])))
+            else:
+                value = parser(_line_value(self._lines[positions[0]]))
+        except ParseError as exc:
+            value = exc
+        except Exception as exc:  # a bug must not escape as anything but ParseError
+            value = ParseError(f"malformed {key} ({type(exc).__name__})")
+        self._typed[key] = value
+        return value
+
+    def _check(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            if key in self._index:
+                self._typed_value(key)
+
+    # -- generic header access ------------------------------------------------------------
+
+    def header(self, name: str) -> str | None:
+        """The value of the first line of header ``name`` (any case, compact forms too)."""
+        positions = self._index.get(canonical_name(name))
+        return _line_value(self._lines[positions[0]]) if positions else None
+
+    def header_values(self, name: str) -> list[str]:
+        """Every value of header ``name``, across lines, comma-joined lists split."""
+        key = canonical_name(name)
+        positions = self._index.get(key)
+        if not positions:
+            return []
+        values = [_line_value(self._lines[i]) for i in positions]
+        if key in LIST_HEADERS:
+            return [part for value in values for part in split_list(value)]
+        return values
+
+    def header_names(self) -> list[str]:
+        """Canonical (lower-case, full) names of the headers present, in order of first line."""
+        return list(self._index)
+
+    def header_items(self) -> list[tuple[str, str]]:
+        """(name as written, value) for every header line, in order."""
+        return [(_name_part(line), _line_value(line)) for line in self._lines]
+
+    def has_header(self, name: str) -> bool:
+        return canonical_name(name) in self._index
+
+    def parse_all(self) -> None:
+        """Parse every header sipstack knows; raise ParseError for the first malformed one."""
+        self._check(key for key in self._index if key in CHECKS)
+        for key in self._index:
+            check = CHECKS.get(key)
+            if check is not None and key not in _TYPED:
+                for i in self._index[key]:
+                    check(_line_value(self._lines[i]))
+
+    # -- edits (byte-level: other lines stay as they were) -------------------------------
+
+    def prepend_header(self, name: str, value: str) -> None:
+        """Add a line before every other header (a new Via, a new Record-Route)."""
+        key = check_name(name)
+        self._lines.insert(0, f"{name}: {value}")
+        self._keys.insert(0, key)
+        self._changed(key)
+
+    def add_header(self, name: str, value: str) -> None:
+        """Add a line after every other header."""
+        key = check_name(name)
+        self._lines.append(f"{name}: {value}")
+        self._keys.append(key)
+        self._changed(key)
+
+    def set_header(self, name: str, value: str) -> None:
+        """Replace every line of ``name`` by one line (where the first was), or add it."""
+        key = check_name(name)
+        positions = self._index.get(key)
+        if not positions:
+            self.add_header(name, value)
+            return
+        first = positions[0]
+        written = self._lines[first]
+        self._lines[first] = f"{_name_part(written)}: {value}"
+        for i in reversed(positions[1:]):
+            del self._lines[i]
+            del self._keys[i]
+        self._changed(key)
+
+    def remove_header(self, name: str) -> None:
+        key = canonical_name(name)
+        positions = self._index.get(key)
+        if not positions:
+            return
+        for i in reversed(positions):
+            del self._lines[i]
+            del self._keys[i]
+        self._changed(key)
+
+    def pop_value(self, name: str) -> str | None:
+        """Remove and return the first value of a list header (RFC 3261 §16.4: pop a Route)."""
+        key = canonical_name(name)
+        positions = self._index.get(key)
+        if not positions:
+            return None
+        first = positions[0]
+        line = self._lines[first]
+        values = split_list(_line_value(line))
+        if len(values) <= 1:
+            del self._lines[first]
+            del self._keys[first]
+        else:
+            self._lines[first] = f"{_name_part(line)}: {', '.join(values[1:])}"
+        self._changed(key)
+        return values[0] if values else None
+
+    @property
+    def body(self) -> bytes:
+        return self._body
+
+    @body.setter
+    def body(self, value: bytes) -> None:
+        self._body = bytes(value)
+        self.set_header("Content-Length", str(len(self._body)))
+
+    # -- typed accessors (RFC 3261 §20) ---------------------------------------------------
+
+    @property
+    def via(self) -> list[Via]:
+        return self._typed_value("via")
+
+    @property
+    def from_(self) -> NameAddr:
+        return self._typed_value("from")
+
+    @property
+    def to(self) -> NameAddr:
+        return self._typed_value("to")
+
+    @property
+    def call_id(self) -> str:
+        return self._typed_value("call-id")
+
+    @property
+    def cseq(self) -> CSeq:
+        return self._typed_value("cseq")
+
+    @property
+    def max_forwards(self) -> int | None:
+        return self._typed_value("max-forwards")
+
+    @property
+    def content_length(self) -> int:
+        value = self._typed_value("content-length")
+        return len(self._body) if value is None else value
+
+    @property
+    def contact(self) -> list[NameAddr]:
+        return self._typed_value("contact")
+
+    @property
+    def route(self) -> list[NameAddr]:
+        return self._typed_value("route")
+
+    @property
+    def record_route(self) -> list[NameAddr]:
+        return self._typed_value("record-route")
+
+    @property
+    def path(self) -> list[NameAddr]:
+        return self._typed_value("path")
+
+    @property
+    def service_route(self) -> list[NameAddr]:
+        return self._typed_value("service-route")
+
+    @property
+    def expires(self) -> int | None:
+        return self._typed_value("expires")
+
+    @property
+    def min_expires(self) -> int | None:
+        return self._typed_value("min-expires")
+
+    @property
+    def content_type(self) -> MediaType | None:
+        return self._typed_value("content-type")
+
+    @property
+    def accept(self) -> list[MediaType]:
+        return self._typed_value("accept")
+
+    @property
+    def require(self) -> list[str]:
+        return self._typed_value("require")
+
+    @property
+    def proxy_require(self) -> list[str]:
+        return self._typed_value("proxy-require")
+
+    @property
+    def supported(self) -> list[str]:
+        return self._typed_value("supported")
+
+    @property
+    def unsupported(self) -> list[str]:
+        return self._typed_value("unsupported")
+
+    @property
+    def allow(self) -> list[str]:
+        return self._typed_value("allow")
+
+    @property
+    def authorization(self) -> list[Auth]:
+        return self._typed_value("authorization")
+
+    @property
+    def proxy_authorization(self) -> list[Auth]:
+        return self._typed_value("proxy-authorization")
+
+    @property
+    def www_authenticate(self) -> list[Auth]:
+        return self._typed_value("www-authenticate")
+
+    @property
+    def proxy_authenticate(self) -> list[Auth]:
+        return self._typed_value("proxy-authenticate")
+
+    # -- serialisation ----------------------------------------------------------------------
+
+    def start_line(self) -> str:  # pragma: no cover - subclasses define it
+        raise NotImplementedError
+
+    def __bytes__(self) -> bytes:
+        raw = self._raw
+        if raw is None:
+            parts = [self.start_line(), *self._lines, "", ""]
+            raw = "\r\n".join(parts).encode("utf-8", "surrogateescape") + self._body
+            self._raw = raw
+        return raw
+
+    def copy(self) -> Message:
+        """An independent copy to edit (one per forked branch); typed values are shared."""
+        new = object.__new__(type(self))
+        new._lines = list(self._lines)
+        new._keys = list(self._keys)
+        new._index = {k: list(v) for k, v in self._index.items()}
+        new._body = self._body
+        new._raw = self._raw
+        new._typed = dict(self._typed)
+        self._copy_start(new)
+        return new
+
+    def _copy_start(self, new: Any) -> None:  # pragma: no cover - subclasses define it
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Message)
+        mine = [(k, _line_value(line)) for k, line in zip(self._keys, self._lines, strict=True)]
+        theirs = [(k, _line_value(line)) for k, line in zip(other._keys, other._lines, strict=True)]
+        return self.start_line() == other.start_line() and mine == theirs and self._body == other._body
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.start_line()!r}>"
+
+
+class Request(Message):
+    """A SIP request (RFC 3261 §7.1)."""
+
+    __slots__ = ("_uri", "_uri_text", "method", "version")
+    is_request: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        method: str,
+        uri: URI | str,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        *,
+        version: str = "SIP/2.0",
+    ) -> None:
+        self.method = method
+        self.version = version
+        self._set_uri(uri)
+        super().__init__(headers, body)
+
+    def _set_uri(self, uri: URI | str) -> None:
+        if isinstance(uri, str):
+            self._uri_text = uri
+            self._uri: URI | None = None
+        else:
+            self._uri_text = str(uri)
+            self._uri = uri
+
+    @property
+    def uri(self) -> URI:
+        """The Request-URI."""
+        if self._uri is None:
+            self._uri = parse_uri(self._uri_text, request_uri=True)
+        return self._uri
+
+    @uri.setter
+    def uri(self, value: URI | str) -> None:
+        self._set_uri(value)
+        self._raw = None
+
+    def start_line(self) -> str:
+        return f"{self.method} {self._uri_text} {self.version}"
+
+    def _copy_start(self, new: Any) -> None:
+        new.method = self.method
+        new.version = self.version
+        new._uri = self._uri
+        new._uri_text = self._uri_text
+
+
+class Response(Message):
+    """A SIP response (RFC 3261 §7.2)."""
+
+    __slots__ = ("reason", "status_code", "version")
+
+    def __init__(
+        self,
+        status_code: int,
+        reason: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        *,
+        version: str = "SIP/2.0",
+    ) -> None:
+        self.status_code = status_code
+        self.reason = reason_phrase(status_code) if reason is None else reason
+        self.version = version
+        super().__init__(headers, body)
+
+    def start_line(self) -> str:
+        return f"{self.version} {self.status_code} {self.reason}"
+
+    def _copy_start(self, new: Any) -> None:
+        new.status_code = self.status_code
+        new.reason = self.reason
+        new.version = self.version
+
+
+# ---------------------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------------------
+
+
+def parse(data: bytes, *, strict: bool = True) -> Request | Response:
+    """Parse one SIP message from a datagram (or a frame cut by :class:`StreamParser`).
+
+    Raises :class:`ParseError` — and nothing else — for anything that is not a valid
+    message; ``status_code`` says how a server answers a malformed request.
+    Octets after the body that Content-Length announces are ignored (RFC 3261 §18.3);
+    without Content-Length the body runs to the end of the datagram.
+    """
+    try:
+        return _parse(data, strict)
+    except ParseError:
+        raise
+    except RecursionError:
+        raise ParseError("message too deeply nested") from None
+    except Exception as exc:  # the contract: only ParseError escapes
+        raise ParseError(f"malformed message ({type(exc).__name__})") from None
+
+
+def _split_head(data: bytes) -> tuple[list[str], int, bool]:
+    """Header lines (folded lines joined), the body's offset, and whether the wire form
+    can be reused as is."""
+    end = data.find(b"\r\n\r\n")
+    exact = True
+    if end >= 0:
+        head = data[:end].decode("utf-8", "surrogateescape")
+        body_start = end + 4
+    else:
+        # Leniency for peers that end lines with a bare LF.
+        end = data.find(b"\n\n")
+        if end < 0 or b"\r" in data[:end]:
+            raise ParseError("no empty line after the headers")
+        head = data[:end].decode("utf-8", "surrogateescape").replace("\n", "\r\n")
+        body_start = end + 2
+        exact = False
+    lines = head.split("\r\n")
+    if "\r\n " in head or "\r\n\t" in head:
+        joined: list[str] = []
+        for line in lines:
+            if line[:1] in (" ", "\t") and len(joined) > 1:
+                joined[-1] += "\r\n" + line
+            elif line[:1] in (" ", "\t"):
+                raise ParseError("continuation line before any header")
+            else:
+                joined.append(line)
+        lines = joined
+    return lines, body_start, exact
+
+
+def _parse(data: bytes, strict: bool) -> Request | Response:
+    if not isinstance(data, bytes):
+        data = bytes(data)
+    if data[:2] == b"\r\n":  # RFC 3261 §7.5: CRLFs before the start line are ignored
+        data = data.lstrip(b"\r\n")
+    if not data:
+        raise ParseError("empty message")
+    lines, body_start, exact = _split_head(data)
+    first = lines[0]
+    msg: Request | Response
+    if first[:4].upper() == "SIP/":
+        msg = _response_line(first)
+    else:
+        msg = _request_line(first)
+
+    del lines[0]
+    keys: list[str] = []
+    index: dict[str, list[int]] = {}
+    cache = _NAME_CACHE
+    for i, line in enumerate(lines):
+        colon = line.find(":")
+        if colon <= 0:
+            raise ParseError("header line without a colon")
+        name = line[:colon]
+        key = cache.get(name) or _key(name)
+        keys.append(key)
+        positions = index.get(key)
+        if positions is None:
+            index[key] = [i]
+        else:
+            positions.append(i)
+    msg._lines = lines
+    msg._keys = keys
+    msg._index = index
+    msg._typed = {}
+
+    for key in _MANDATORY:
+        if key not in index:
+            raise ParseError(f"missing {pretty_name(key)} header")
+    for key in SINGLE_HEADERS:
+        positions = index.get(key)
+        if positions is not None and len(positions) > 1:
+            raise ParseError(f"more than one {pretty_name(key)} header")
+
+    msg._check(_CORE)
+    if strict:
+        msg.parse_all()
+
+    # Body framing (RFC 3261 §18.3, §20.14).
+    available = len(data) - body_start
+    length = msg._typed.get("content-length")
+    if length is None:
+        msg._body = data[body_start:]
+        msg._raw = data if exact else None
+    else:
+        if length > available:
+            raise ParseError("Content-Length is larger than the message")
+        msg._body = data[body_start : body_start + length]
+        msg._raw = (data if length == available else data[: body_start + length]) if exact else None
+
+    if isinstance(msg, Request):
+        cseq: CSeq = msg._typed["cseq"]
+        if cseq.method != msg.method:
+            raise ParseError("CSeq method does not match the request method")
+    return msg
+
+
+def _version(text: str) -> str:
+    m = abnf.SIP_VERSION_RE.fullmatch(text)
+    if m is None:
+        raise ParseError(f"bad SIP version {text[:20]!r}")
+    if int(m.group(1)) != 2 or int(m.group(2)) != 0:
+        raise ParseError(f"SIP version {text[:20]} not supported", 505)
+    return text
+
+
+def _request_line(line: str) -> Request:
+    # Request-Line = Method SP Request-URI SP SIP-Version CRLF (exactly one SP each)
+    parts = line.split(" ")
+    if len(parts) != 3 or not parts[1]:
+        raise ParseError("malformed Request-Line")
+    method, uri_text, version = parts
+    if not abnf.TOKEN_RE.fullmatch(method):
+        raise ParseError("bad method")
+    msg = object.__new__(Request)
+    msg.version = _version(version)
+    msg.method = method
+    msg._uri_text = uri_text
+    msg._uri = parse_uri(uri_text, request_uri=True)
+    return msg
+
+
+def _response_line(line: str) -> Response:
+    # Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF
+    version, _, rest = line.partition(" ")
+    code, _, reason = rest.partition(" ")
+    msg = object.__new__(Response)
+    msg.version = _version(version)
+    if len(code) != 3 or not code.isascii() or not code.isdigit() or not 100 <= int(code) <= 699:
+        raise ParseError("bad status code")
+    msg.status_code = int(code)
+    msg.reason = reason
+    return msg
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers for the layers above
+# ---------------------------------------------------------------------------------------
+
+
+class UnsupportedExtension(ParseError):
+    """Require or Proxy-Require names option tags this element does not support (420)."""
+
+    def __init__(self, unsupported: list[str]) -> None:
+        super().__init__("Bad Extension", 420)
+        self.unsupported = unsupported
+
+
+def validate_request(
+    request: Request,
+    *,
+    supported: Iterable[str] = (),
+    schemes: Iterable[str] = ("sip", "sips", "tel"),
+    require_headers: Iterable[str] = ("require", "proxy-require"),
+) -> None:
+    """Application-level checks of a parsed request (RFC 3261 §8.2.2, §16.3; RFC 4475 §3.3).
+
+    Raises ParseError 400 for a missing mandatory header, 416 for a Request-URI scheme not
+    in ``schemes`` and :class:`UnsupportedExtension` (420, with ``.unsupported``) for option
+    tags of ``require_headers`` not in ``supported`` (never for ACK and CANCEL, §8.2.2.3).
+    """
+    for key in _MANDATORY:
+        if not request.has_header(key):
+            raise ParseError(f"missing {pretty_name(key)} header")
+    if request.uri.scheme not in set(schemes):
+        raise ParseError(f"unsupported URI scheme {request.uri.scheme!r}", 416)
+    if request.method in ("ACK", "CANCEL"):
+        return
+    known = {tag.lower() for tag in supported}
+    missing: list[str] = []
+    for name in require_headers:
+        for tag in request._typed_value(canonical_name(name)):
+            if tag.lower() not in known and tag not in missing:
+                missing.append(tag)
+    if missing:
+        raise UnsupportedExtension(missing)
+
+
+def make_response(
+    request: Request,
+    status_code: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+) -> Response:
+    """A response to ``request`` per RFC 3261 §8.2.6.2: Via, From, To, Call-ID and CSeq
+    copied line by line (Timestamp too for a 100, §8.2.6.1); ``to_tag`` added to To when
+    the request's To has none."""
+    copied = (
+        ("via", "from", "to", "call-id", "cseq", "timestamp")
+        if status_code == 100
+        else (
+            "via",
+            "from",
+            "to",
+            "call-id",
+            "cseq",
+        )
+    )
+    lines: list[str] = []
+    keys: list[str] = []
+    for key, line in zip(request._keys, request._lines, strict=True):
+        if key in copied:
+            if key == "to" and to_tag is not None and request.to.tag is None:
+                line = f"{line};tag={to_tag}"
+            lines.append(line)
+            keys.append(key)
+    response = Response(status_code, reason, headers, body)
+    response._lines[:0] = lines
+    response._keys[:0] = keys
+    response._reindex()
+    return response
