@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..errors import ParseError
 from . import abnf
-from .uri import URI, check_host, parse_uri
+from .uri import URI, check_host, check_uri, parse_uri
 
 # RFC 3261 §7.3.3 and the extensions that registered a compact form.
 COMPACT_FORMS: dict[str, str] = {
@@ -169,15 +170,44 @@ def split_list(value: str) -> list[str]:
 # ---------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class Via:
-    """One via-parm (RFC 3261 §20.42)."""
+def split_params(text: str) -> dict[str, str | None]:
+    """Names (lower-cased) and values of ``;name=value`` parameters that a pattern of
+    :mod:`abnf` has already validated."""
+    if '"' in text:
+        return abnf.parse_params(text, abnf.VIA_PARAM_RE)
+    out: dict[str, str | None] = {}
+    for part in text.split(";")[1:]:
+        name, eq, value = part.partition("=")
+        out[name.strip(" \t").lower()] = value.strip(" \t") if eq else None
+    return out
 
-    transport: str
-    host: str
-    port: int | None = None
-    params: dict[str, str | None] = field(default_factory=dict)
-    protocol: str = "SIP/2.0"
+
+class Via:
+    """One via-parm (RFC 3261 §20.42). Parameters are split from their text on first use."""
+
+    __slots__ = ("_params", "_ptext", "host", "port", "protocol", "transport")
+
+    def __init__(
+        self,
+        transport: str,
+        host: str,
+        port: int | None = None,
+        params: dict[str, str | None] | None = None,
+        protocol: str = "SIP/2.0",
+    ) -> None:
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.protocol = protocol
+        self._params = params if params is not None else {}
+        self._ptext = ""
+
+    @property
+    def params(self) -> dict[str, str | None]:
+        params = self._params
+        if params is None:
+            params = self._params = split_params(self._ptext)
+        return params
 
     @property
     def branch(self) -> str | None:
@@ -204,16 +234,72 @@ class Via:
     def __str__(self) -> str:
         return f"{self.protocol}/{self.transport} {self.sent_by}{abnf.format_params(self.params)}"
 
+    def __repr__(self) -> str:
+        return f"Via({str(self)!r})"
 
-@dataclass(slots=True)
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Via):
+            return NotImplemented
+        return (self.protocol, self.transport, self.host.lower(), self.port, self.params) == (
+            other.protocol,
+            other.transport,
+            other.host.lower(),
+            other.port,
+            other.params,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 class NameAddr:
     """A name-addr or addr-spec with header parameters: From, To, Contact, Route,
-    Record-Route, Path … (RFC 3261 §20). ``Contact: *`` is the element with ``is_star``."""
+    Record-Route, Path … (RFC 3261 §20). ``Contact: *`` is the element with ``is_star``.
 
-    uri: URI
-    display_name: str | None = None
-    params: dict[str, str | None] = field(default_factory=dict)
-    is_star: bool = False
+    Parsed from a message, the structure is checked at once; the URI, the display name
+    and the parameters are decoded on first use (a malformed URI raises the same
+    ParseError every time ``uri`` is read).
+    """
+
+    __slots__ = ("_display", "_params", "_ptext", "_uri", "_uri_text", "is_star")
+
+    def __init__(
+        self,
+        uri: URI | str,
+        display_name: str | None = None,
+        params: dict[str, str | None] | None = None,
+        is_star: bool = False,
+    ) -> None:
+        if isinstance(uri, str):
+            self._uri: URI | None = None
+            self._uri_text = uri
+        else:
+            self._uri = uri
+            self._uri_text = ""
+        self._display: str | None = abnf.quote(display_name) if display_name is not None else None
+        self._params = params if params is not None else {}
+        self._ptext = ""
+        self.is_star = is_star
+
+    @property
+    def uri(self) -> URI:
+        uri = self._uri
+        if uri is None:
+            uri = self._uri = parse_uri(self._uri_text)
+        return uri
+
+    @property
+    def display_name(self) -> str | None:
+        display = self._display
+        if display is None:
+            return None
+        return abnf.unquote(display) if display.startswith('"') else display
+
+    @property
+    def params(self) -> dict[str, str | None]:
+        params = self._params
+        if params is None:
+            params = self._params = split_params(self._ptext)
+        return params
 
     @property
     def tag(self) -> str | None:
@@ -232,14 +318,23 @@ class NameAddr:
     def __str__(self) -> str:
         if self.is_star:
             return "*"
-        display = ""
-        if self.display_name is not None:
-            display = abnf.quote(self.display_name) + " "
+        display = "" if self._display is None else self._display + " "
         return f"{display}<{self.uri}>{abnf.format_params(self.params)}"
 
+    def __repr__(self) -> str:
+        return f"NameAddr({str(self)!r})"
 
-@dataclass(slots=True, frozen=True)
-class CSeq:
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NameAddr):
+            return NotImplemented
+        if self.is_star or other.is_star:
+            return self.is_star == other.is_star
+        return (self.uri, self.display_name, self.params) == (other.uri, other.display_name, other.params)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class CSeq(NamedTuple):
     seq: int
     method: str
 
@@ -308,26 +403,36 @@ def _delta_seconds(text: str) -> int:
     return min(int(text), MAX_DELTA_SECONDS) if len(text) < 12 else MAX_DELTA_SECONDS
 
 
+_TRANSPORTS = frozenset({"UDP", "TCP", "TLS", "SCTP", "WS", "WSS", "DTLS"})
+
+
 def parse_vias(value: str) -> list[Via]:
     out: list[Via] = []
     pos = 0
     n = len(value)
     match = abnf.VIA_PARM_RE.match
+    new = object.__new__
     while True:
         m = match(value, pos)
         if m is None:
             raise ParseError(f"bad Via {value[:80]!r}")
         protocol, version, transport, host, port, params = m.groups()
         check_host(host)
-        port_num = None
-        if port is not None:
-            port_num = int(port) if len(port) <= 5 else 65536
-            if port_num > 65535:
-                raise ParseError(f"bad Via port {port!r}")
-        param_map = abnf.parse_params(params, abnf.VIA_PARAM_RE) if params else {}
-        if param_map:
-            _check_via_params(param_map)
-        out.append(Via(transport.upper(), host, port_num, param_map, f"{protocol}/{version}".upper()))
+        via = new(Via)
+        via.protocol = (
+            "SIP/2.0" if version == "2.0" and protocol == "SIP" else f"{protocol}/{version}".upper()
+        )
+        via.transport = transport if transport in _TRANSPORTS else transport.upper()
+        via.host = host
+        if port is None:
+            via.port = None
+        elif len(port) > 5 or int(port) > 65535:
+            raise ParseError(f"bad Via port {port!r}")
+        else:
+            via.port = int(port)
+        via._params = None
+        via._ptext = params
+        out.append(via)
         pos = m.end()
         if pos == n:
             return out
@@ -335,6 +440,13 @@ def parse_vias(value: str) -> list[Via]:
         if sep is None:
             raise ParseError(f"bad Via {value[:80]!r}")
         pos = sep.end()
+
+
+def check_vias(vias: list[Via]) -> None:
+    """The semantic checks of Via parameters (strict mode)."""
+    for via in vias:
+        if via.params:
+            _check_via_params(via.params)
 
 
 def _check_via_params(params: dict[str, str | None]) -> None:
@@ -350,14 +462,19 @@ def _check_via_params(params: dict[str, str | None]) -> None:
         raise ParseError(f"bad ttl {ttl!r}")
 
 
-def _name_addr(m: re.Match[str], value: str) -> NameAddr:
+def _name_addr(m: re.Match[str]) -> NameAddr:
     display, bracketed, bare, params = m.groups()
-    uri = parse_uri(bracketed if bracketed is not None else bare)
-    display_name = None
-    if display is not None:
-        display_name = abnf.unquote(display) if display.startswith('"') else display
-    param_map = abnf.parse_params(params) if params else {}
-    return NameAddr(uri, display_name, param_map)
+    addr = object.__new__(NameAddr)
+    addr._uri = None
+    addr._uri_text = bracketed if bracketed is not None else bare
+    addr._display = display
+    if params:
+        addr._params = None
+        addr._ptext = params
+    else:
+        addr._params = {}
+    addr.is_star = False
+    return addr
 
 
 def parse_name_addr(value: str) -> NameAddr:
@@ -365,7 +482,7 @@ def parse_name_addr(value: str) -> NameAddr:
     m = abnf.NAME_ADDR_RE.fullmatch(value)
     if m is None:
         raise ParseError(f"bad address {value[:80]!r}")
-    return _name_addr(m, value)
+    return _name_addr(m)
 
 
 def parse_name_addrs(value: str, *, brackets: bool = False) -> list[NameAddr]:
@@ -378,7 +495,7 @@ def parse_name_addrs(value: str, *, brackets: bool = False) -> list[NameAddr]:
         m = match(value, pos)
         if m is None or (brackets and m.group(2) is None):
             raise ParseError(f"bad address list {value[:80]!r}")
-        out.append(_name_addr(m, value))
+        out.append(_name_addr(m))
         pos = m.end()
         if pos == n:
             return out
@@ -388,7 +505,23 @@ def parse_name_addrs(value: str, *, brackets: bool = False) -> list[NameAddr]:
         pos = sep.end()
 
 
-STAR = NameAddr(uri=parse_uri("sip:invalid"), is_star=True)
+def parse_routes(value: str) -> list[NameAddr]:
+    """Route, Record-Route, Path, Service-Route: name-addrs; the first URI is decoded at once
+    (a proxy acts on it, RFC 3261 §16.4); the others are decoded on use."""
+    routes = parse_name_addrs(value, brackets=True)
+    check_uri(routes[0]._uri_text)  # the one a proxy acts on: ParseError now, not later
+    return routes
+
+
+def check_addresses(addrs: list[NameAddr]) -> None:
+    """Decode every part of already-matched addresses (strict mode)."""
+    for addr in addrs:
+        if not addr.is_star:
+            addr.uri  # noqa: B018
+            addr.params  # noqa: B018
+
+
+STAR = NameAddr(uri="sip:invalid", is_star=True)
 
 
 def parse_contacts(value: str) -> list[NameAddr]:
@@ -406,7 +539,18 @@ def parse_contacts(value: str) -> list[NameAddr]:
     return contacts
 
 
+_KNOWN_METHODS = frozenset(
+    {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY", "PUBLISH"}
+    | {"INFO", "REFER", "MESSAGE", "UPDATE"}
+)
+
+
 def parse_cseq(value: str) -> CSeq:
+    seq_text, sp, method = value.partition(" ")
+    if sp and method in _KNOWN_METHODS and seq_text.isdigit() and seq_text.isascii() and len(seq_text) <= 10:
+        seq = int(seq_text)
+        if seq < 2**31:
+            return CSeq(seq, method)
     m = abnf.CSEQ_RE.fullmatch(value)
     if m is None:
         raise ParseError(f"bad CSeq {value[:40]!r}")
@@ -418,13 +562,13 @@ def parse_cseq(value: str) -> CSeq:
 
 
 def parse_max_forwards(value: str) -> int:
-    if not abnf.DIGITS_RE.fullmatch(value) or len(value) > 5 or int(value) > 255:
+    if not (value.isdigit() and value.isascii()) or len(value) > 5 or int(value) > 255:
         raise ParseError(f"bad Max-Forwards {value[:20]!r}")
     return int(value)
 
 
 def parse_content_length(value: str) -> int:
-    if not abnf.DIGITS_RE.fullmatch(value) or len(value) > 10:
+    if not (value.isdigit() and value.isascii()) or len(value) > 10:
         raise ParseError(f"bad Content-Length {value[:20]!r}")
     return int(value)
 
@@ -497,10 +641,10 @@ CHECKS = {
     "max-forwards": parse_max_forwards,
     "content-length": parse_content_length,
     "contact": parse_contacts,
-    "route": lambda v: parse_name_addrs(v, brackets=True),
-    "record-route": lambda v: parse_name_addrs(v, brackets=True),
-    "path": lambda v: parse_name_addrs(v, brackets=True),
-    "service-route": lambda v: parse_name_addrs(v, brackets=True),
+    "route": parse_routes,
+    "record-route": parse_routes,
+    "path": parse_routes,
+    "service-route": parse_routes,
     "expires": parse_expires,
     "min-expires": parse_expires,
     "content-type": parse_media_type,

@@ -21,6 +21,7 @@ as read-only and edit the message through its methods.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -36,7 +37,9 @@ from .headers import (
     NameAddr,
     Via,
     canonical_name,
+    check_addresses,
     check_name,
+    check_vias,
     parse_accept,
     parse_auth,
     parse_call_id,
@@ -47,19 +50,21 @@ from .headers import (
     parse_max_forwards,
     parse_media_type,
     parse_name_addr,
-    parse_name_addrs,
+    parse_routes,
     parse_tokens,
     parse_vias,
     pretty_name,
     split_list,
 )
 from .status import reason_phrase
-from .uri import URI, parse_uri
+from .uri import URI, check_uri, parse_uri
 
 _MISSING: Any = object()
 _MANDATORY = ("via", "from", "to", "call-id", "cseq")
-# Checked by every parse: what the transaction layer and a proxy rely on.
-_CORE = ("via", "from", "to", "call-id", "cseq", "max-forwards", "content-length", "route", "record-route")
+_MANDATORY_SET = frozenset(_MANDATORY)
+# List headers checked by every parse (with Call-ID, CSeq, From, To, Max-Forwards and
+# Content-Length): what the transaction layer and a proxy rely on.
+_CORE_LISTS = ("via", "route")
 
 # Typed accessor definitions: canonical name -> (parser of one line's value, is a list).
 _TYPED: dict[str, tuple[Any, bool]] = {
@@ -71,10 +76,10 @@ _TYPED: dict[str, tuple[Any, bool]] = {
     "max-forwards": (parse_max_forwards, False),
     "content-length": (parse_content_length, False),
     "contact": (parse_contacts, True),
-    "route": (lambda v: parse_name_addrs(v, brackets=True), True),
-    "record-route": (lambda v: parse_name_addrs(v, brackets=True), True),
-    "path": (lambda v: parse_name_addrs(v, brackets=True), True),
-    "service-route": (lambda v: parse_name_addrs(v, brackets=True), True),
+    "route": (parse_routes, True),
+    "record-route": (parse_routes, True),
+    "path": (parse_routes, True),
+    "service-route": (parse_routes, True),
     "expires": (parse_expires, False),
     "min-expires": (parse_expires, False),
     "content-type": (parse_media_type, False),
@@ -90,24 +95,28 @@ _TYPED: dict[str, tuple[Any, bool]] = {
     "proxy-authenticate": (lambda v: [parse_auth(v)], True),
 }
 
+# Address headers whose URIs and parameters strict mode decodes at parse time.
+_DEEP_ADDRESSES = ("from", "to", "contact")
+
+# The "name:" part of every header line of a head (not of its start line).
+_NAME_RE = re.compile(r"\r\n([^:\r\n]*:)")
+
 # Header-name spellings seen on the wire -> canonical name (bounded cache).
 _NAME_CACHE: dict[str, str] = {}
 
 
-def _key(name: str) -> str:
-    key = _NAME_CACHE.get(name)
+def _key(name_colon: str) -> str:
+    """Canonical name of a header line's ``name:`` part (cached by spelling)."""
+    key = _NAME_CACHE.get(name_colon)
     if key is None:
-        key = check_name(name)
+        key = check_name(name_colon[:-1])
         if len(_NAME_CACHE) < 4096:
-            _NAME_CACHE[name] = key
+            _NAME_CACHE[name_colon] = key
     return key
 
 
 def _line_value(line: str) -> str:
-    value = line[line.index(":") + 1 :]
-    if "\r\n" in value:  # RFC 3261 §7.3.1: folding is equivalent to a single SP
-        value = value.replace("\r\n", "")
-    return value.strip(" \t")
+    return line[line.index(":") + 1 :].strip(" \t")
 
 
 def _name_part(line: str) -> str:
@@ -117,7 +126,7 @@ def _name_part(line: str) -> str:
 class Message:
     """What requests and responses share: header lines, typed accessors, body, edits."""
 
-    __slots__ = ("_body", "_index", "_keys", "_lines", "_raw", "_typed")
+    __slots__ = ("_body", "_first", "_keys", "_last", "_lines", "_raw", "_typed")
     is_request: ClassVar[bool] = False
 
     def __init__(self, headers: Iterable[tuple[str, str]] = (), body: bytes = b"") -> None:
@@ -137,14 +146,23 @@ class Message:
     # -- internals ------------------------------------------------------------------------
 
     def _reindex(self) -> None:
-        index: dict[str, list[int]] = {}
-        for i, key in enumerate(self._keys):
-            lst = index.get(key)
-            if lst is None:
-                index[key] = [i]
-            else:
-                lst.append(i)
-        self._index = index
+        keys = self._keys
+        # First and last line of each name (the first dict is built backwards so that the
+        # first line wins); a name with first == last has one line.
+        n = len(keys)
+        self._first = first = dict(zip(reversed(keys), range(n - 1, -1, -1), strict=True))
+        self._last = first if len(first) == n else dict(zip(keys, range(n), strict=True))
+
+    def _positions(self, key: str) -> list[int]:
+        """Indexes of the lines of header ``key``, in order."""
+        i = self._first.get(key)
+        if i is None:
+            return []
+        j = self._last[key]
+        if i == j:
+            return [i]
+        keys = self._keys
+        return [p for p in range(i, j + 1) if keys[p] == key]
 
     def _changed(self, key: str) -> None:
         self._raw = None
@@ -161,16 +179,16 @@ class Message:
 
     def _compute(self, key: str) -> Any:
         parser, is_list = _TYPED[key]
-        positions = self._index.get(key)
+        positions = self._positions(key)
         try:
             if not positions:
                 value: Any = [] if is_list else None
-            elif is_list:
+            elif len(positions) == 1 or not is_list:
+                value = parser(_line_value(self._lines[positions[0]]))
+            else:
                 value = []
                 for i in positions:
                     value.extend(parser(_line_value(self._lines[i])))
-            else:
-                value = parser(_line_value(self._lines[positions[0]]))
         except ParseError as exc:
             value = exc
         except Exception as exc:  # a bug must not escape as anything but ParseError
@@ -179,21 +197,22 @@ class Message:
         return value
 
     def _check(self, keys: Iterable[str]) -> None:
+        first = self._first
         for key in keys:
-            if key in self._index:
+            if key in first:
                 self._typed_value(key)
 
     # -- generic header access ------------------------------------------------------------
 
     def header(self, name: str) -> str | None:
         """The value of the first line of header ``name`` (any case, compact forms too)."""
-        positions = self._index.get(canonical_name(name))
-        return _line_value(self._lines[positions[0]]) if positions else None
+        i = self._first.get(canonical_name(name))
+        return None if i is None else _line_value(self._lines[i])
 
     def header_values(self, name: str) -> list[str]:
         """Every value of header ``name``, across lines, comma-joined lists split."""
         key = canonical_name(name)
-        positions = self._index.get(key)
+        positions = self._positions(key)
         if not positions:
             return []
         values = [_line_value(self._lines[i]) for i in positions]
@@ -203,23 +222,33 @@ class Message:
 
     def header_names(self) -> list[str]:
         """Canonical (lower-case, full) names of the headers present, in order of first line."""
-        return list(self._index)
+        return list(dict.fromkeys(self._keys))
 
     def header_items(self) -> list[tuple[str, str]]:
         """(name as written, value) for every header line, in order."""
         return [(_name_part(line), _line_value(line)) for line in self._lines]
 
     def has_header(self, name: str) -> bool:
-        return canonical_name(name) in self._index
+        return canonical_name(name) in self._first
 
     def parse_all(self) -> None:
-        """Parse every header sipstack knows; raise ParseError for the first malformed one."""
-        self._check(key for key in self._index if key in CHECKS)
-        for key in self._index:
-            check = CHECKS.get(key)
-            if check is not None and key not in _TYPED:
-                for i in self._index[key]:
-                    check(_line_value(self._lines[i]))
+        """Parse every header sipstack knows, every part of it; raise ParseError for the
+        first malformed one (the same error each time)."""
+        self._check([key for key in self._first if key in _TYPED])
+        typed = self._typed
+        try:
+            for key in _DEEP_ADDRESSES:
+                if typed.get(key):
+                    check_addresses(typed[key] if isinstance(typed[key], list) else [typed[key]])
+            if "via" in typed:
+                check_vias(typed["via"])
+            for key in self._first:
+                check = CHECKS.get(key)
+                if check is not None and key not in _TYPED:
+                    for i in self._positions(key):
+                        check(_line_value(self._lines[i]))
+        except ParseError as exc:
+            raise ParseError(exc.reason, exc.status_code) from None
 
     # -- edits (byte-level: other lines stay as they were) -------------------------------
 
@@ -240,7 +269,7 @@ class Message:
     def set_header(self, name: str, value: str) -> None:
         """Replace every line of ``name`` by one line (where the first was), or add it."""
         key = check_name(name)
-        positions = self._index.get(key)
+        positions = self._positions(key)
         if not positions:
             self.add_header(name, value)
             return
@@ -254,7 +283,7 @@ class Message:
 
     def remove_header(self, name: str) -> None:
         key = canonical_name(name)
-        positions = self._index.get(key)
+        positions = self._positions(key)
         if not positions:
             return
         for i in reversed(positions):
@@ -265,10 +294,9 @@ class Message:
     def pop_value(self, name: str) -> str | None:
         """Remove and return the first value of a list header (RFC 3261 §16.4: pop a Route)."""
         key = canonical_name(name)
-        positions = self._index.get(key)
-        if not positions:
+        first = self._first.get(key)
+        if first is None:
             return None
-        first = positions[0]
         line = self._lines[first]
         values = split_list(_line_value(line))
         if len(values) <= 1:
@@ -409,7 +437,8 @@ class Message:
         new = object.__new__(type(self))
         new._lines = list(self._lines)
         new._keys = list(self._keys)
-        new._index = {k: list(v) for k, v in self._index.items()}
+        new._first = self._first
+        new._last = self._last
         new._body = self._body
         new._raw = self._raw
         new._typed = dict(self._typed)
@@ -534,9 +563,9 @@ def parse(data: bytes, *, strict: bool = True) -> Request | Response:
         raise ParseError(f"malformed message ({type(exc).__name__})") from None
 
 
-def _split_head(data: bytes) -> tuple[list[str], int, bool]:
-    """Header lines (folded lines joined), the body's offset, and whether the wire form
-    can be reused as is."""
+def _split_head(data: bytes) -> tuple[str, list[str], int, bool]:
+    """The head (folded lines joined), its lines, the body's offset, and whether the wire
+    form can be reused as is."""
     end = data.find(b"\r\n\r\n")
     exact = True
     if end >= 0:
@@ -552,16 +581,19 @@ def _split_head(data: bytes) -> tuple[list[str], int, bool]:
         exact = False
     lines = head.split("\r\n")
     if "\r\n " in head or "\r\n\t" in head:
+        # RFC 3261 §7.3.1: a line starting with white space continues the previous one, and
+        # the line break is equivalent to the white space that follows it.
         joined: list[str] = []
         for line in lines:
-            if line[:1] in (" ", "\t") and len(joined) > 1:
-                joined[-1] += "\r\n" + line
-            elif line[:1] in (" ", "\t"):
-                raise ParseError("continuation line before any header")
-            else:
+            if line[:1] not in (" ", "\t"):
                 joined.append(line)
+            elif len(joined) > 1:
+                joined[-1] += line
+            else:
+                raise ParseError("continuation line before any header")
         lines = joined
-    return lines, body_start, exact
+        head = "\r\n".join(lines)
+    return head, lines, body_start, exact
 
 
 def _parse(data: bytes, strict: bool) -> Request | Response:
@@ -571,7 +603,7 @@ def _parse(data: bytes, strict: bool) -> Request | Response:
         data = data.lstrip(b"\r\n")
     if not data:
         raise ParseError("empty message")
-    lines, body_start, exact = _split_head(data)
+    head, lines, body_start, exact = _split_head(data)
     first = lines[0]
     msg: Request | Response
     if first[:4].upper() == "SIP/":
@@ -580,41 +612,60 @@ def _parse(data: bytes, strict: bool) -> Request | Response:
         msg = _request_line(first)
 
     del lines[0]
-    keys: list[str] = []
-    index: dict[str, list[int]] = {}
-    cache = _NAME_CACHE
-    for i, line in enumerate(lines):
-        colon = line.find(":")
-        if colon <= 0:
-            raise ParseError("header line without a colon")
-        name = line[:colon]
-        key = cache.get(name) or _key(name)
-        keys.append(key)
-        positions = index.get(key)
-        if positions is None:
-            index[key] = [i]
-        else:
-            positions.append(i)
+    n = len(lines)
+    keys: list[str] = list(map(_NAME_CACHE.get, _NAME_RE.findall(head)))  # type: ignore[arg-type]
+    if len(keys) != n or None in keys:  # a line without a colon, or a spelling not seen before
+        keys = []
+        for line in lines:
+            colon = line.find(":")
+            if colon <= 0:
+                raise ParseError("header line without a colon")
+            keys.append(_key(line[: colon + 1]))
     msg._lines = lines
     msg._keys = keys
-    msg._index = index
-    msg._typed = {}
+    msg._typed = typed = {}
+    msg._first = first = dict(zip(reversed(keys), range(n - 1, -1, -1), strict=True))
+    if len(first) == n:
+        msg._last = first
+    else:
+        msg._last = last = dict(zip(keys, range(n), strict=True))
+        if tuple(map(first.get, SINGLE_HEADERS)) != tuple(map(last.get, SINGLE_HEADERS)):
+            repeated = next(key for key in SINGLE_HEADERS if first.get(key) != last.get(key))
+            raise ParseError(f"more than one {pretty_name(repeated)} header")
+    if not first.keys() >= _MANDATORY_SET:
+        missing = next(key for key in _MANDATORY if key not in first)
+        raise ParseError(f"missing {pretty_name(missing)} header")
 
-    for key in _MANDATORY:
-        if key not in index:
-            raise ParseError(f"missing {pretty_name(key)} header")
-    for key in SINGLE_HEADERS:
-        positions = index.get(key)
-        if positions is not None and len(positions) > 1:
-            raise ParseError(f"more than one {pretty_name(key)} header")
-
-    msg._check(_CORE)
+    # The headers every element relies on, checked now (RFC 3261 §16.3 step 1, §17.2.3).
+    line = lines[first["call-id"]]
+    typed["call-id"] = parse_call_id(line[line.index(":") + 1 :].strip(" \t"))
+    line = lines[first["cseq"]]
+    typed["cseq"] = cseq = parse_cseq(line[line.index(":") + 1 :].strip(" \t"))
+    line = lines[first["from"]]
+    typed["from"] = parse_name_addr(line[line.index(":") + 1 :].strip(" \t"))
+    line = lines[first["to"]]
+    typed["to"] = parse_name_addr(line[line.index(":") + 1 :].strip(" \t"))
+    i = first.get("max-forwards")
+    if i is not None:
+        line = lines[i]
+        typed["max-forwards"] = parse_max_forwards(line[line.index(":") + 1 :].strip(" \t"))
+    i = first.get("content-length")
+    length = None
+    if i is not None:
+        line = lines[i]
+        typed["content-length"] = length = parse_content_length(line[line.index(":") + 1 :].strip(" \t"))
+    for key in _CORE_LISTS:
+        if key in first:
+            value = msg._compute(key)
+            if type(value) is ParseError:
+                raise value
     if strict:
         msg.parse_all()
+    if msg.is_request and cseq.method != msg.method:  # type: ignore[union-attr]
+        raise ParseError("CSeq method does not match the request method")
 
     # Body framing (RFC 3261 §18.3, §20.14).
     available = len(data) - body_start
-    length = msg._typed.get("content-length")
     if length is None:
         msg._body = data[body_start:]
         msg._raw = data if exact else None
@@ -623,15 +674,12 @@ def _parse(data: bytes, strict: bool) -> Request | Response:
             raise ParseError("Content-Length is larger than the message")
         msg._body = data[body_start : body_start + length]
         msg._raw = (data if length == available else data[: body_start + length]) if exact else None
-
-    if isinstance(msg, Request):
-        cseq: CSeq = msg._typed["cseq"]
-        if cseq.method != msg.method:
-            raise ParseError("CSeq method does not match the request method")
     return msg
 
 
 def _version(text: str) -> str:
+    if text == "SIP/2.0":
+        return text
     m = abnf.SIP_VERSION_RE.fullmatch(text)
     if m is None:
         raise ParseError(f"bad SIP version {text[:20]!r}")
@@ -652,7 +700,8 @@ def _request_line(line: str) -> Request:
     msg.version = _version(version)
     msg.method = method
     msg._uri_text = uri_text
-    msg._uri = parse_uri(uri_text, request_uri=True)
+    check_uri(uri_text, True)  # now, so that reading ``uri`` later cannot fail
+    msg._uri = None
     return msg
 
 

@@ -61,7 +61,7 @@ def check_host(host: str) -> str:
         if host[-1] != "]":
             raise ParseError(f"bad IPv6 reference {host!r}")
         try:
-            ipaddress.IPv6Address(host[1:-1])
+            _ipv6(host[1:-1])
         except ValueError:
             raise ParseError(f"bad IPv6 reference {host!r}") from None
         return host
@@ -75,10 +75,21 @@ def check_host(host: str) -> str:
     raise ParseError(f"bad host {host!r}")
 
 
+def _ipv6(text: str) -> ipaddress.IPv6Address:
+    """An IPv6 address (RFC 5954), also in the form RFC 3261's ABNF wrongly required before
+    an embedded IPv4 address, ``2001:db8:::192.0.2.1`` (RFC 5118 §4.10: tolerate both)."""
+    try:
+        return ipaddress.IPv6Address(text)
+    except ValueError:
+        if ":::" in text and "." in text and text.count(":::") == 1:
+            return ipaddress.IPv6Address(text.replace(":::", "::"))
+        raise
+
+
 def _canonical_host(host: str) -> str:
     """Host for comparison: case-folded, IPv6 in its compressed form (RFC 5118 §4.3)."""
     if host.startswith("["):
-        return "[" + ipaddress.IPv6Address(host[1:-1]).compressed + "]"
+        return "[" + _ipv6(host[1:-1]).compressed + "]"
     return host.lower()
 
 
@@ -325,6 +336,13 @@ def _split_sip(text: str) -> tuple[str, str | None, str | None, str, int | None,
                 raise ParseError(f"bad URI header {header!r}")
             headers.append((_unescape(name), _unescape(value)))
     return scheme.lower(), user, password, host, port, params, tuple(headers)
+
+
+@lru_cache(maxsize=4096)
+def check_uri(text: str, request_uri: bool = False) -> bool:
+    """Raise ParseError unless ``text`` parses as a URI (cached: URIs repeat)."""
+    parse_uri(text, request_uri=request_uri)
+    return True
 
 
 def parse_uri(text: str, *, request_uri: bool = False) -> URI:
