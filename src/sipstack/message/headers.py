@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import NamedTuple
 
 from ..errors import ParseError
@@ -604,9 +605,15 @@ def parse_accept(value: str) -> list[MediaType]:
 
 def parse_tokens(value: str) -> list[str]:
     """Require, Supported, Proxy-Require, Unsupported, Allow (possibly empty lists)."""
+    return list(_tokens(value))
+
+
+@lru_cache(maxsize=1024)
+def _tokens(value: str) -> tuple[str, ...]:
+    # Cached by value: a UA model sends the same Allow and Supported on every request.
     if not abnf.TOKEN_LIST_RE.fullmatch(value):
         raise ParseError(f"bad token list {value[:80]!r}")
-    return [part.strip(" \t") for part in value.split(",") if part.strip(" \t")]
+    return tuple(part.strip(" \t") for part in value.split(",") if part.strip(" \t"))
 
 
 def parse_auth(value: str) -> Auth:

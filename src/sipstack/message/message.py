@@ -580,20 +580,21 @@ def _split_head(data: bytes) -> tuple[str, list[str], int, bool]:
         body_start = end + 2
         exact = False
     lines = head.split("\r\n")
-    if "\r\n " in head or "\r\n\t" in head:
-        # RFC 3261 §7.3.1: a line starting with white space continues the previous one, and
-        # the line break is equivalent to the white space that follows it.
-        joined: list[str] = []
-        for line in lines:
-            if line[:1] not in (" ", "\t"):
-                joined.append(line)
-            elif len(joined) > 1:
-                joined[-1] += line
-            else:
-                raise ParseError("continuation line before any header")
-        lines = joined
-        head = "\r\n".join(lines)
     return head, lines, body_start, exact
+
+
+def _unfold(lines: list[str]) -> list[str]:
+    """RFC 3261 §7.3.1: a line starting with white space continues the previous one, and
+    the line break is equivalent to the white space that follows it."""
+    joined: list[str] = []
+    for line in lines:
+        if line[:1] not in (" ", "\t"):
+            joined.append(line)
+        elif joined:
+            joined[-1] += line
+        else:
+            raise ParseError("continuation line before any header")
+    return joined
 
 
 def _parse(data: bytes, strict: bool) -> Request | Response:
@@ -614,7 +615,10 @@ def _parse(data: bytes, strict: bool) -> Request | Response:
     del lines[0]
     n = len(lines)
     keys: list[str] = list(map(_NAME_CACHE.get, _NAME_RE.findall(head)))  # type: ignore[arg-type]
-    if len(keys) != n or None in keys:  # a line without a colon, or a spelling not seen before
+    if len(keys) != n or None in keys:  # a folded line, a line without a colon, a new spelling
+        if any(line[:1] in (" ", "\t") for line in lines):
+            lines = _unfold(lines)
+            n = len(lines)
         keys = []
         for line in lines:
             colon = line.find(":")
