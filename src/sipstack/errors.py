@@ -29,3 +29,15 @@ class ParseError(SipError, ValueError):
 
     def __repr__(self) -> str:
         return f"ParseError({self.reason!r}, status_code={self.status_code})"
+
+
+class SipTimeoutError(SipError, TimeoutError):
+    """No final response in time (Timer B or F, RFC 3261 §17.1)."""
+
+
+class TransportError(SipError, ConnectionError):
+    """A message could not be delivered: no route, connection refused or lost."""
+
+
+class ConfigurationError(SipError, ValueError):
+    """An option or configuration value that cannot work (named in the message)."""

@@ -164,10 +164,11 @@ class Message:
         keys = self._keys
         return [p for p in range(i, j + 1) if keys[p] == key]
 
-    def _changed(self, key: str) -> None:
+    def _changed(self, key: str, reindex: bool = True) -> None:
         self._raw = None
         self._typed.pop(key, None)
-        self._reindex()
+        if reindex:
+            self._reindex()
 
     def _typed_value(self, key: str) -> Any:
         value = self._typed.get(key, _MISSING)
@@ -279,7 +280,7 @@ class Message:
         for i in reversed(positions[1:]):
             del self._lines[i]
             del self._keys[i]
-        self._changed(key)
+        self._changed(key, reindex=len(positions) > 1)
 
     def remove_header(self, name: str) -> None:
         key = canonical_name(name)
@@ -302,10 +303,25 @@ class Message:
         if len(values) <= 1:
             del self._lines[first]
             del self._keys[first]
+            self._changed(key)
         else:
             self._lines[first] = f"{_name_part(line)}: {', '.join(values[1:])}"
-        self._changed(key)
+            self._changed(key, reindex=False)
         return values[0] if values else None
+
+    def set_first_value(self, name: str, value: str) -> None:
+        """Replace the first value of a list header (RFC 3261 §18.2.1: stamp the top Via),
+        leaving the line's other values as they were."""
+        key = canonical_name(name)
+        first = self._first.get(key)
+        if first is None:
+            self.prepend_header(pretty_name(key), value)
+            return
+        line = self._lines[first]
+        values = split_list(_line_value(line))
+        rest = ", ".join(values[1:])
+        self._lines[first] = f"{_name_part(line)}: {value}" + (f", {rest}" if rest else "")
+        self._changed(key, reindex=False)
 
     @property
     def body(self) -> bytes:
@@ -496,6 +512,11 @@ class Request(Message):
         if self._uri is None:
             self._uri = parse_uri(self._uri_text, request_uri=True)
         return self._uri
+
+    @property
+    def uri_text(self) -> str:
+        """The Request-URI exactly as written."""
+        return self._uri_text
 
     @uri.setter
     def uri(self, value: URI | str) -> None:

@@ -1,0 +1,570 @@
+"""The endpoint: the one place where asyncio meets the sans-I/O core.
+
+It owns the listeners (UDP, TCP, TLS), the connection table, the transaction layer and
+the single timer that drives it. Datagrams and framed stream messages are parsed and fed
+to the transaction layer from the event loop's callbacks (no task per message); the events
+that come out are sent by the transports or delivered to the transaction user:
+
+- incoming requests go to the handler registered with :meth:`Endpoint.on_request`, as an
+  :class:`IncomingRequest` that answers through its server transaction;
+- outgoing requests are sent with :meth:`Endpoint.request` (await the final response) or
+  :meth:`Endpoint.start_request` (callbacks), resolved by RFC 3263 and retried on the next
+  target after a timeout, a transport failure or a 503 (RFC 3263 §4.3).
+
+Example — an OPTIONS responder and a client pinging it::
+
+    async with Endpoint() as server, Endpoint() as client:
+        await server.listen("udp:127.0.0.1:5060")
+        server.on_request(lambda req: req.respond(200))
+        await client.listen("udp:127.0.0.1:0")
+        response = await client.request(Request("OPTIONS", "sip:127.0.0.1:5060", [...]))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from .errors import ParseError, SipTimeoutError, TransportError
+from .message import Malformed, Request, Response, SipURI, make_response, parse
+from .net import Address, strip_brackets
+from .transaction import (
+    ClientTransaction,
+    RequestReceived,
+    ResponseReceived,
+    SendMessage,
+    ServerTransaction,
+    TimerConfig,
+    TransactionLayer,
+    TransactionTerminated,
+    TransactionTimeout,
+    TransactionTransportError,
+    new_branch,
+    new_tag,
+)
+from .transaction.timers import DEFAULT_TIMERS
+from .transport.base import ListenSpec
+from .transport.resolver import ResolveError, Resolver
+from .transport.stream import Connection, ConnectionTable, StreamListener
+from .transport.udp import UdpListener
+from .transport.via import needs_congestion_control, stamp_via
+
+log = logging.getLogger("sipstack.endpoint")
+
+Handler = Callable[["IncomingRequest"], Awaitable[None] | None]
+ResponseCallback = Callable[[Response], None]
+
+
+class IncomingRequest:
+    """A request received by the endpoint, with the means to answer it."""
+
+    __slots__ = ("_to_tag", "endpoint", "request", "source", "transaction")
+
+    def __init__(
+        self, endpoint: Endpoint, request: Request, source: Address, tx: ServerTransaction | None
+    ) -> None:
+        self.endpoint = endpoint
+        self.request = request
+        self.source = source
+        self.transaction = tx
+        self._to_tag: str | None = None
+
+    @property
+    def method(self) -> str:
+        return self.request.method
+
+    @property
+    def answered(self) -> bool:
+        """Whether a final response has been sent."""
+        tx = self.transaction
+        return tx is None or (tx.last_response is not None and tx.last_response.status_code >= 200)
+
+    @property
+    def to_tag(self) -> str:
+        """The To tag this element puts in its responses (the request's own, if it had one)."""
+        if self._to_tag is None:
+            self._to_tag = self.request.to.tag or new_tag()
+        return self._to_tag
+
+    def respond(
+        self,
+        status: int | Response,
+        reason: str | None = None,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+    ) -> Response:
+        """Answer through the server transaction; a final response carries a To tag."""
+        if self.transaction is None:
+            raise RuntimeError("an ACK is not answered")
+        if isinstance(status, Response):
+            response = status
+        else:
+            to_tag = self.to_tag if status > 100 else None
+            response = make_response(self.request, status, reason, to_tag=to_tag, headers=headers, body=body)
+            if self.endpoint.user_agent and not response.has_header("server"):
+                response.add_header("Server", self.endpoint.user_agent)
+        self.endpoint._respond(self.transaction, response)
+        return response
+
+
+class _Waiter:
+    """What a client transaction's events go to."""
+
+    __slots__ = ("future", "on_final", "on_provisional")
+
+    def __init__(
+        self,
+        future: asyncio.Future[Response] | None,
+        on_provisional: ResponseCallback | None,
+        on_final: ResponseCallback | None = None,
+    ) -> None:
+        self.future = future
+        self.on_provisional = on_provisional
+        self.on_final = on_final
+
+
+class Endpoint:
+    """Listeners, connections and transactions of one SIP element."""
+
+    def __init__(
+        self,
+        *,
+        timers: TimerConfig = DEFAULT_TIMERS,
+        resolver: Resolver | None = None,
+        strict: bool = True,
+        user_agent: str | None = "sipstack",
+        invite_trying_delay: float | None = 0.2,
+        max_message_size: int = 65535,
+        max_connections: int = 4096,
+        idle_timeout: float = 600.0,
+        tls_server_context: Any = None,
+        tls_client_context: Any = None,
+        reuse_port: bool = False,
+    ) -> None:
+        self.layer = TransactionLayer(timers, invite_trying_delay=invite_trying_delay)
+        self.resolver = resolver or Resolver()
+        self.strict = strict
+        """Parse incoming messages strictly (a UA) or only what a proxy needs (§16.3)."""
+        self.user_agent = user_agent
+        self.max_message_size = max_message_size
+        self.tls_server_context = tls_server_context
+        self.reuse_port = reuse_port
+        self.connections = ConnectionTable(
+            self,
+            max_connections=max_connections,
+            max_message_size=max_message_size,
+            idle_timeout=idle_timeout,
+            client_ssl=tls_client_context,
+        )
+        self.listeners: list[UdpListener | StreamListener] = []
+        self._handler: Handler | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.stats = {"requests_in": 0, "responses_in": 0, "malformed": 0, "sent": 0, "send_errors": 0}
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Endpoint:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def listen(self, spec: str | ListenSpec) -> Address:
+        """Listen on ``udp:HOST:PORT``, ``tcp:…`` or ``tls:…`` (port 0: any); the address
+        bound, as written in Vias."""
+        self._loop = asyncio.get_running_loop()
+        if isinstance(spec, str):
+            spec = ListenSpec.parse(spec)
+        listener: UdpListener | StreamListener
+        if spec.transport == "UDP":
+            listener = await UdpListener.create(self, spec, reuse_port=self.reuse_port)
+        else:
+            listener = await StreamListener.create(self.connections, spec, self.tls_server_context)
+        self.listeners.append(listener)
+        self._start_sweeper()
+        log.info("listening on %s", listener.local)
+        return listener.local
+
+    def _start_sweeper(self) -> None:
+        if self._sweeper is None:
+            period = max(1.0, min(30.0, self.connections.idle_timeout / 4))
+            self._sweeper = self.loop.call_later(period, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        self.connections.sweep_idle()
+        self._start_sweeper()
+
+    def on_request(self, handler: Handler) -> Handler:
+        """Register the handler of incoming requests (usable as a decorator). It gets an
+        :class:`IncomingRequest`; a coroutine handler that returns without a final answer
+        gets a 500 sent for it. Without a handler, requests are answered 501."""
+        self._handler = handler
+        return handler
+
+    async def close(self) -> None:
+        for listener in self.listeners:
+            listener.close()
+        self.listeners.clear()
+        self.connections.close_all()
+        for handle in (self._timer, self._sweeper):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._sweeper = None
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.sleep(0)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    # -- transport user (called from the event loop's callbacks) ----------------------------
+
+    def datagram_received(self, data: bytes, source: Address, listener: UdpListener) -> None:
+        if not data.strip(b"\r\n\x00 \t"):
+            return  # keep-alive padding some phones send over UDP: nothing to answer
+
+        try:
+            message = parse(data, strict=self.strict)
+        except ParseError as exc:
+            self._malformed(data, exc, source)
+            return
+        self._received(message, source)
+
+    def stream_message(
+        self, message: Request | Response | Malformed, source: Address, connection: Connection
+    ) -> None:
+        if isinstance(message, Malformed):
+            self._malformed(message.data, message.error, source)
+            return
+        self._received(message, source)
+
+    def connection_closed(self, connection: Connection) -> None:
+        log.debug("connection %r closed", connection)
+
+    # -- receiving -------------------------------------------------------------------------
+
+    def _received(self, message: Request | Response, source: Address) -> None:
+        now = self.loop.time()
+        try:
+            if isinstance(message, Request):
+                self.stats["requests_in"] += 1
+                stamp_via(message, source)  # RFC 3261 §18.2.1, RFC 3581 §4
+                self.layer.receive_request(message, source, now)
+            else:
+                self.stats["responses_in"] += 1
+                self.layer.receive_response(message, source, now)
+        except ParseError as exc:  # a lazily checked part the transaction layer needed
+            self._malformed(bytes(message), exc, source)
+            return
+        self._process()
+
+    def _malformed(self, data: bytes, error: ParseError, source: Address) -> None:
+        """A message that failed to parse: answer a request with the error's status when
+        enough of it can be read (RFC 4475), drop the rest; a log line either way."""
+        self.stats["malformed"] += 1
+        try:
+            message = parse(data, strict=False)
+        except ParseError:
+            log.warning("dropped malformed message from %s: %s (%d)", source, error.reason, error.status_code)
+            return
+        if isinstance(message, Response):
+            log.warning("dropped malformed response from %s: %s", source, error.reason)
+            return
+        if message.method == "ACK":
+            log.warning("dropped malformed ACK from %s: %s", source, error.reason)
+            return
+        log.warning(
+            "answered %d to malformed %s from %s: %s", error.status_code, message.method, source, error.reason
+        )
+        try:
+            stamp_via(message, source)
+            response = make_response(
+                message,
+                error.status_code,
+                to_tag=new_tag(),
+                headers=[("Warning", f'399 sipstack "{_warning_text(error.reason)}"')],
+            )
+            self.layer.reply_stateless(message, source, response)
+        except ParseError:
+            return
+        self._process()
+
+    # -- the transaction layer's events -----------------------------------------------------
+
+    def _process(self) -> None:
+        layer = self.layer
+        while True:
+            events = layer.drain_events()
+            if not events:
+                break
+            for event in events:
+                kind = type(event)
+                if kind is SendMessage:
+                    self._send(event.data, event.address, event.transaction)  # type: ignore[union-attr]
+                elif kind is ResponseReceived:
+                    self._deliver_response(event)  # type: ignore[arg-type]
+                elif kind is RequestReceived:
+                    self._deliver_request(event)  # type: ignore[arg-type]
+                elif kind is TransactionTimeout or kind is TransactionTransportError:
+                    self._fail(event)  # type: ignore[arg-type]
+                elif kind is TransactionTerminated:
+                    pass
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        when = self.layer.get_timer()
+        if when is None:
+            return
+        if self._timer is not None:
+            if self._timer_at is not None and self._timer_at <= when:
+                return
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        when = self._timer_at or 0.0
+        self._timer = self._timer_at = None
+        # Never tell the layer it is earlier than the deadline it asked for (aioquic).
+        self.layer.handle_timer(max(when, self.loop.time()))
+        self._process()
+
+    def _deliver_request(self, event: RequestReceived) -> None:
+        incoming = IncomingRequest(self, event.request, event.source, event.transaction)  # type: ignore[arg-type]
+        handler = self._handler
+        if handler is None:
+            if incoming.transaction is not None:
+                incoming.respond(501)
+            return
+        try:
+            result = handler(incoming)
+        except Exception:
+            log.exception("request handler failed on %s %s", event.request.method, event.request.uri_text)
+            if not incoming.answered:
+                incoming.respond(500)
+            return
+        if inspect.isawaitable(result):
+            task = self.loop.create_task(self._finish(result, incoming))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _finish(self, result: Awaitable[None], incoming: IncomingRequest) -> None:
+        try:
+            await result
+        except Exception:
+            log.exception("request handler failed on %s %s", incoming.method, incoming.request.uri_text)
+        # The TU contract: every request gets a final response.
+        if not incoming.answered:
+            incoming.respond(500, "Handler Did Not Answer")
+
+    def _deliver_response(self, event: ResponseReceived) -> None:
+        tx = event.transaction
+        if tx is None:
+            log.debug("stray response %d from %s", event.response.status_code, event.source)
+            return
+        waiter: _Waiter | None = tx.user_data
+        if waiter is None:
+            return
+        response = event.response
+        if response.status_code < 200:
+            if waiter.on_provisional is not None:
+                waiter.on_provisional(response)
+            return
+        if waiter.on_final is not None:
+            waiter.on_final(response)
+        if waiter.future is not None and not waiter.future.done():
+            waiter.future.set_result(response)
+
+    def _fail(self, event: TransactionTimeout | TransactionTransportError) -> None:
+        tx = event.transaction
+        waiter = tx.user_data
+        if not isinstance(waiter, _Waiter) or waiter.future is None or waiter.future.done():
+            return
+        if isinstance(event, TransactionTimeout):
+            waiter.future.set_exception(
+                SipTimeoutError(f"no final response to {tx.method} (Timer {event.timer})")
+            )
+        else:
+            waiter.future.set_exception(TransportError(f"could not send {tx.method} to {tx.address}"))
+
+    def _respond(self, transaction: ServerTransaction, response: Response) -> None:
+        self.layer.respond(transaction, response, self.loop.time())
+        self._process()
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def _send(self, data: bytes, address: Address, tx: Any) -> None:
+        try:
+            if address.transport == "UDP":
+                self._udp_listener(address).send(data, address)
+            else:
+                connection = self.connections.find(address)
+                if connection is None:
+                    # RFC 3261 §18.2.2: the connection is gone; open one to received/sent-by.
+                    task = self.loop.create_task(self._connect_and_send(data, address, tx))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                    return
+                connection.send(data)
+            self.stats["sent"] += 1
+        except (OSError, TransportError) as exc:
+            self.stats["send_errors"] += 1
+            log.warning("cannot send to %s: %s", address, exc)
+            if tx is not None:
+                self.layer.transport_error(tx, self.loop.time())
+
+    async def _connect_and_send(self, data: bytes, address: Address, tx: Any) -> None:
+        try:
+            connection = await self.connections.connect(address._replace(connection=None))
+            connection.send(data)
+            self.stats["sent"] += 1
+        except (TimeoutError, OSError) as exc:
+            self.stats["send_errors"] += 1
+            log.warning("cannot connect to %s: %s", address, exc)
+            if tx is not None:
+                self.layer.transport_error(tx, self.loop.time())
+                self._process()
+
+    def _udp_listener(self, address: Address) -> UdpListener:
+        v6 = ":" in address.host
+        for listener in self.listeners:
+            if isinstance(listener, UdpListener) and (":" in listener.local.host) == v6:
+                return listener
+        raise TransportError(f"no UDP listener for {'IPv6' if v6 else 'IPv4'}: call listen() first")
+
+    def _stream_listener(self, transport: str, v6: bool) -> StreamListener | None:
+        for listener in self.listeners:
+            if isinstance(listener, StreamListener) and listener.transport_name == transport:
+                if (":" in listener.local.host) == v6:
+                    return listener
+        return None
+
+    def send_stateless(self, message: Request | Response, address: Address) -> None:
+        """Send outside any transaction (an ACK for a 2xx, a proxied 2xx, RFC 6026)."""
+        self.layer.send_stateless(message, address)
+        self._process()
+
+    # -- client requests -------------------------------------------------------------------
+
+    async def targets(self, request: Request) -> list[Address]:
+        """Where ``request`` goes (RFC 3263): its first Route if loose-routed, else its
+        Request-URI."""
+        uri = request.uri
+        routes = request.route
+        if routes and isinstance(routes[0].uri, SipURI) and routes[0].uri.lr:
+            uri = routes[0].uri
+        if not isinstance(uri, SipURI):
+            raise TransportError(f"cannot route to a {uri.scheme}: URI")
+        try:
+            return await self.resolver.resolve(uri)
+        except ResolveError as exc:
+            raise TransportError(str(exc)) from exc
+
+    async def start_request(
+        self,
+        request: Request,
+        address: Address,
+        *,
+        on_provisional: ResponseCallback | None = None,
+        on_final: ResponseCallback | None = None,
+        future: asyncio.Future[Response] | None = None,
+    ) -> ClientTransaction:
+        """Send ``request`` to ``address`` in a new client transaction: a Via with a fresh
+        branch is added; a UDP request too large for the path (§18.1.1) goes over TCP."""
+        if address.transport == "UDP" and needs_congestion_control(len(bytes(request)) + 200):
+            address = Address("TCP", address.host, address.port)
+        v6 = ":" in address.host
+        if address.transport == "UDP":
+            local = self._udp_listener(address).local
+        else:
+            try:
+                connection = await self.connections.connect(address)
+            except (TimeoutError, OSError) as exc:
+                raise TransportError(f"cannot connect to {address}: {exc}") from exc
+            address = address._replace(connection=connection.id)
+            listener = self._stream_listener(address.transport, v6)
+            local = listener.local if listener else Address(address.transport, *connection.local)
+        request.prepend_header(
+            "Via", f"SIP/2.0/{address.transport} {local.host_port};branch={new_branch()};rport"
+        )
+        tx = self.layer.send_request(request, address, self.loop.time())
+        tx.user_data = _Waiter(future, on_provisional, on_final)
+        self._process()
+        return tx
+
+    async def request(
+        self,
+        request: Request,
+        target: Address | str | None = None,
+        *,
+        on_provisional: ResponseCallback | None = None,
+    ) -> Response:
+        """Send ``request`` and return its final response, trying each RFC 3263 target in
+        turn after a timeout, a transport failure or a 503 (RFC 3263 §4.3). ``target``
+        (an Address or ``udp:host:port``) skips resolution."""
+        if isinstance(target, str):
+            spec = ListenSpec.parse(target)
+            target = Address(spec.transport, strip_brackets(spec.host), spec.port)
+        targets = [target] if target is not None else await self.targets(request)
+        error: Exception | None = None
+        response: Response | None = None
+        for i, address in enumerate(targets):
+            attempt = request.copy()
+            assert isinstance(attempt, Request)
+            future: asyncio.Future[Response] = self.loop.create_future()
+            try:
+                await self.start_request(attempt, address, on_provisional=on_provisional, future=future)
+                response = await future
+            except (SipTimeoutError, TransportError) as exc:
+                error = exc
+                log.info(
+                    "%s to %s failed (%s)%s",
+                    request.method,
+                    address,
+                    exc,
+                    "; trying the next target" if i + 1 < len(targets) else "",
+                )
+                continue
+            if response.status_code == 503 and i + 1 < len(targets):
+                log.info("%s to %s: 503; trying the next target", request.method, address)
+                continue
+            return response
+        if response is not None:
+            return response
+        raise error or TransportError("no target to send to")
+
+
+def _warning_text(reason: str) -> str:
+    return reason.replace("\\", "").replace('"', "'")[:120]
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop where it is installed (Linux), asyncio's otherwise."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def run(main: Awaitable[Any]) -> Any:
+    """Run ``main`` on :func:`new_event_loop`'s loop."""
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(main)  # type: ignore[arg-type]
+
+
+__all__ = ["Endpoint", "IncomingRequest", "new_event_loop", "run"]

@@ -1,0 +1,251 @@
+"""SIP over TCP and TLS (RFC 3261 §18): connections, framing, and the connection table.
+
+Each connection frames messages by Content-Length (:class:`StreamParser`); a message that
+cannot be framed (no Content-Length, larger than the bound) closes the connection with a
+log line, a framed message that does not parse is handed up as ``Malformed`` so that it can
+be answered. The table reuses a connection to the same peer, bounds the number of
+connections, and closes idle ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import ssl
+import time
+from collections.abc import Callable
+
+from ..errors import ParseError
+from ..message import Ping, Pong, StreamParser
+from ..net import Address
+from .base import ListenSpec, TransportUser
+
+log = logging.getLogger("sipstack.transport")
+_ids = itertools.count(1)
+
+
+class Connection(asyncio.Protocol):
+    """One TCP or TLS connection, accepted or opened."""
+
+    def __init__(self, table: ConnectionTable, transport_name: str, *, outbound: bool) -> None:
+        self.table = table
+        self.transport_name = transport_name
+        self.id = next(_ids)
+        self.outbound = outbound
+        self.parser = StreamParser(max_size=table.max_message_size, client=outbound, strict=False)
+        self.remote = Address(transport_name, "", 0, self.id)
+        self.local: tuple[str, int] = ("", 0)
+        self.last_activity = time.monotonic()
+        self._transport: asyncio.Transport | None = None
+        self.closed = False
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        self.remote = Address(self.transport_name, peer[0], peer[1], self.id)
+        self.local = (sock[0], sock[1])
+        if not self.table.add(self):
+            log.warning(
+                "%s connection from %s refused: %d connections open",
+                self.transport_name,
+                self.remote.host_port,
+                self.table.max_connections,
+            )
+            transport.abort()  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = time.monotonic()
+        try:
+            events = self.parser.feed(data)
+        except ParseError as exc:
+            log.warning(
+                "%s %s: closing connection: %s (%d)",
+                self.transport_name,
+                self.remote.host_port,
+                exc.reason,
+                exc.status_code,
+            )
+            self.close()
+            return
+        user = self.table.user
+        for event in events:
+            if isinstance(event, Ping):
+                self.send(b"\r\n")  # RFC 5626 §3.5.1: pong
+            elif not isinstance(event, Pong):
+                user.stream_message(event, self.remote, self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.table.remove(self)
+        if exc is not None:
+            log.debug("%s %s lost: %s", self.transport_name, self.remote.host_port, exc)
+        self.table.user.connection_closed(self)
+
+    # -- sending --------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            raise ConnectionError(f"{self.transport_name} connection to {self.remote.host_port} is closed")
+        self.last_activity = time.monotonic()
+        transport.write(data)
+
+    def close(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+    @property
+    def peer_certificate(self) -> dict | None:
+        return self._transport.get_extra_info("peercert") if self._transport else None
+
+    def __repr__(self) -> str:
+        return f"<Connection #{self.id} {self.transport_name} {self.remote.host_port}>"
+
+
+class StreamListener:
+    """A listening TCP or TLS socket."""
+
+    def __init__(self, table: ConnectionTable, spec: ListenSpec, server: asyncio.base_events.Server) -> None:
+        self.table = table
+        self.spec = spec
+        self.server = server
+        sock = server.sockets[0].getsockname()
+        host = spec.host if spec.host not in ("0.0.0.0", "::") else sock[0]
+        self.local = Address(spec.transport, host, sock[1])
+        self.transport_name = spec.transport
+
+    @classmethod
+    async def create(
+        cls, table: ConnectionTable, spec: ListenSpec, ssl_context: ssl.SSLContext | None = None
+    ) -> StreamListener:
+        if spec.transport == "TLS" and ssl_context is None:
+            raise ValueError(f"{spec}: TLS needs a server certificate (ssl context)")
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: Connection(table, spec.transport, outbound=False),
+            spec.host,
+            spec.port,
+            ssl=ssl_context if spec.transport == "TLS" else None,
+            reuse_address=True,
+            backlog=1024,
+        )
+        return cls(table, spec, server)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+class ConnectionTable:
+    """Open connections by id and by remote address; reuse, bounds and idle timeout."""
+
+    def __init__(
+        self,
+        user: TransportUser,
+        *,
+        max_connections: int = 4096,
+        max_message_size: int = 65535,
+        idle_timeout: float = 600.0,
+        connect_timeout: float = 5.0,
+        client_ssl: Callable[[], ssl.SSLContext] | ssl.SSLContext | None = None,
+    ) -> None:
+        self.user = user
+        self.max_connections = max_connections
+        self.max_message_size = max_message_size
+        self.idle_timeout = idle_timeout
+        self.connect_timeout = connect_timeout
+        self._client_ssl = client_ssl
+        self.by_id: dict[int, Connection] = {}
+        self.by_remote: dict[tuple[str, str, int], Connection] = {}
+        self._pending: dict[tuple[str, str, int], asyncio.Future[Connection]] = {}
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def add(self, connection: Connection) -> bool:
+        if len(self.by_id) >= self.max_connections:
+            return False
+        self.by_id[connection.id] = connection
+        remote = connection.remote
+        self.by_remote.setdefault((remote.transport, remote.host, remote.port), connection)
+        return True
+
+    def remove(self, connection: Connection) -> None:
+        self.by_id.pop(connection.id, None)
+        remote = connection.remote
+        key = (remote.transport, remote.host, remote.port)
+        if self.by_remote.get(key) is connection:
+            del self.by_remote[key]
+
+    def find(self, address: Address) -> Connection | None:
+        """The connection ``address`` names (by id), or one to the same remote address."""
+        if address.connection is not None:
+            connection = self.by_id.get(address.connection)
+            if connection is not None and not connection.closed:
+                return connection
+        connection = self.by_remote.get((address.transport, address.host, address.port))
+        return connection if connection is not None and not connection.closed else None
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        ctx = self._client_ssl
+        if ctx is None:
+            ctx = self._client_ssl = ssl.create_default_context()
+        elif callable(ctx):
+            ctx = ctx()
+        return ctx
+
+    async def connect(self, address: Address, server_hostname: str | None = None) -> Connection:
+        """A connection to ``address``: an open one, one being opened, or a new one."""
+        existing = self.find(address)
+        if existing is not None:
+            return existing
+        key = (address.transport, address.host, address.port)
+        pending = self._pending.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        if len(self.by_id) >= self.max_connections:
+            raise ConnectionError(f"connection limit ({self.max_connections}) reached")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Connection] = loop.create_future()
+        self._pending[key] = future
+        try:
+            tls = address.transport == "TLS"
+            _, connection = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: Connection(self, address.transport, outbound=True),
+                    address.host,
+                    address.port,
+                    ssl=self.client_ssl_context() if tls else None,
+                    server_hostname=(server_hostname or address.host) if tls else None,
+                ),
+                self.connect_timeout,
+            )
+            future.set_result(connection)
+            return connection
+        except BaseException as exc:
+            future.set_exception(exc if isinstance(exc, Exception) else ConnectionError("cancelled"))
+            future.exception()  # retrieved: no "never retrieved" warning
+            raise
+        finally:
+            del self._pending[key]
+
+    def sweep_idle(self, now: float | None = None) -> int:
+        """Close connections idle longer than ``idle_timeout``; how many were closed."""
+        now = time.monotonic() if now is None else now
+        idle = [c for c in self.by_id.values() if now - c.last_activity > self.idle_timeout]
+        for connection in idle:
+            log.info(
+                "%s %s idle for %.0f s: closing",
+                connection.transport_name,
+                connection.remote.host_port,
+                now - connection.last_activity,
+            )
+            connection.close()
+        return len(idle)
+
+    def close_all(self) -> None:
+        for connection in list(self.by_id.values()):
+            connection.close()

@@ -1,0 +1,36 @@
+"""Via processing of the transport layer (RFC 3261 §18.2.1, RFC 3581 §4) and the UDP size
+rule (§18.1.1)."""
+
+from __future__ import annotations
+
+import re
+
+from ..message import Request
+from ..net import Address
+
+_RPORT_RE = re.compile(r";[ \t]*rport(?=[ \t]*(?:;|,|$))", re.IGNORECASE)
+_RECEIVED_RE = re.compile(r";[ \t]*received[ \t]*=[ \t]*[^;,\s]*", re.IGNORECASE)
+
+# §18.1.1: a request larger than this (path MTU unknown: 1500 minus 200) goes over TCP.
+UDP_MTU_ALLOWANCE = 1300
+
+
+def stamp_via(request: Request, source: Address) -> None:
+    """Add ``received`` when the sent-by host is not the packet's source, and fill in an
+    empty ``rport`` with the source port (then ``received`` is always added)."""
+    via = request.via[0]
+    params = via.params
+    wants_rport = "rport" in params and not params["rport"]
+    host = via.host[1:-1] if via.host.startswith("[") else via.host
+    if not wants_rport and host == source.host:
+        return
+    value = request.header_values("via")[0]
+    if wants_rport:
+        value = _RPORT_RE.sub(f";rport={source.port}", value, count=1)
+    value = _RECEIVED_RE.sub("", value) + f";received={source.host}"
+    request.set_first_value("via", value)
+
+
+def needs_congestion_control(size: int) -> bool:
+    """§18.1.1: too large for UDP when the path MTU is unknown."""
+    return size > UDP_MTU_ALLOWANCE
