@@ -62,7 +62,7 @@ class Deadlines:
         live = self._live
         due: list[tuple[Any, Hashable]] = []
         while heap and heap[0][0] <= now:
-            when, seq, owner, name = heapq.heappop(heap)
+            _, seq, owner, name = heapq.heappop(heap)
             key = (id(owner), name)
             if live.get(key) == seq:
                 del live[key]

@@ -448,9 +448,12 @@ class Endpoint:
 
     def _stream_listener(self, transport: str, v6: bool) -> StreamListener | None:
         for listener in self.listeners:
-            if isinstance(listener, StreamListener) and listener.transport_name == transport:
-                if (":" in listener.local.host) == v6:
-                    return listener
+            if (
+                isinstance(listener, StreamListener)
+                and listener.transport_name == transport
+                and (":" in listener.local.host) == v6
+            ):
+                return listener
         return None
 
     def send_stateless(self, message: Request | Response, address: Address) -> None:

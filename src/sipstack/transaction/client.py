@@ -82,12 +82,10 @@ class ClientInviteTransaction(ClientTransaction):
                 self._send(self._ack)
                 self._start("D", 0.0 if self.reliable else self.layer.timers.D, now)
                 self._to_tu(response)
-        elif state is State.ACCEPTED:
-            if 200 <= code < 300:
-                self._to_tu(response)
-        elif state is State.COMPLETED:
-            if code >= 300 and self._ack is not None:
-                self._send(self._ack)  # §17.1.1.2: retransmitted final response, ACK again
+        elif state is State.ACCEPTED and 200 <= code < 300:
+            self._to_tu(response)
+        elif state is State.COMPLETED and code >= 300 and self._ack is not None:
+            self._send(self._ack)  # §17.1.1.2: retransmitted final response, ACK again
 
     def on_timer(self, name: str, now: float) -> None:
         if name == "A" and self.state is State.CALLING:
