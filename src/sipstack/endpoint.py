@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from .errors import ParseError, SipTimeoutError, TransportError
-from .message import Malformed, Request, Response, SipURI, make_response, parse
+from .message import Malformed, Request, Response, SipURI, make_response, parse, salvage
 from .net import Address, strip_brackets
 from .transaction import (
     ClientTransaction,
@@ -274,31 +274,25 @@ class Endpoint:
 
     def _malformed(self, data: bytes, error: ParseError, source: Address) -> None:
         """A message that failed to parse: answer a request with the error's status when
-        enough of it can be read (RFC 4475), drop the rest; a log line either way."""
+        enough of it can be read (RFC 4475), drop responses and the rest; a log line either
+        way."""
         self.stats["malformed"] += 1
-        try:
-            message = parse(data, strict=False)
-        except ParseError:
+        request = salvage(data)
+        if request is None:
             log.warning("dropped malformed message from %s: %s (%d)", source, error.reason, error.status_code)
             return
-        if isinstance(message, Response):
-            log.warning("dropped malformed response from %s: %s", source, error.reason)
-            return
-        if message.method == "ACK":
-            log.warning("dropped malformed ACK from %s: %s", source, error.reason)
-            return
         log.warning(
-            "answered %d to malformed %s from %s: %s", error.status_code, message.method, source, error.reason
+            "answered %d to malformed %s from %s: %s", error.status_code, request.method, source, error.reason
         )
         try:
-            stamp_via(message, source)
+            stamp_via(request, source)
             response = make_response(
-                message,
+                request,
                 error.status_code,
                 to_tag=new_tag(),
                 headers=[("Warning", f'399 sipstack "{_warning_text(error.reason)}"')],
             )
-            self.layer.reply_stateless(message, source, response)
+            self.layer.reply_stateless(request, source, response)
         except ParseError:
             return
         self._process()

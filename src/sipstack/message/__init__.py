@@ -16,6 +16,7 @@ from .message import (
     UnsupportedExtension,
     make_response,
     parse,
+    salvage,
     validate_request,
 )
 from .status import REASON_PHRASES, reason_phrase
@@ -50,5 +51,6 @@ __all__ = [
     "parse_uri",
     "pretty_name",
     "reason_phrase",
+    "salvage",
     "validate_request",
 ]

@@ -702,6 +702,40 @@ def _parse(data: bytes, strict: bool) -> Request | Response:
     return msg
 
 
+_SALVAGED = ("via", "from", "to", "call-id", "cseq")
+
+
+def salvage(data: bytes) -> Request | None:
+    """The parts of a malformed request that an error response needs — its Vias, From,
+    To, Call-ID and CSeq — as a Request; None when they cannot be read either (the message
+    is then dropped). RFC 4475 wants malformed requests answered with the error's status
+    (400, 505 …) whenever that is possible."""
+    try:
+        _, lines, _, _ = _split_head(data.lstrip(b"\r\n"))
+        parts = lines[0].split(" ")
+        method = parts[0]
+        if not abnf.TOKEN_RE.fullmatch(method) or method == "ACK":
+            return None
+        kept: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for line in _unfold(lines[1:]):
+            colon = line.find(":")
+            if colon <= 0:
+                continue
+            try:
+                key = check_name(line[:colon])
+            except ParseError:
+                continue
+            if key in _SALVAGED and (key == "via" or key not in seen):
+                seen.add(key)
+                kept.append((_name_part(line), _line_value(line)))
+        request = Request(method, "sip:invalid", kept)
+        request.via, request.from_, request.to, request.call_id, request.cseq  # noqa: B018
+        return request
+    except Exception:  # nothing usable: the caller drops the message
+        return None
+
+
 def _version(text: str) -> str:
     if text == "SIP/2.0":
         return text

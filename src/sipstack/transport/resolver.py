@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import random
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Awaitable, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 import dns.asyncresolver
 import dns.exception
@@ -25,6 +25,8 @@ from ..message import SipURI, parse_uri
 from ..net import DEFAULT_PORTS, Address, strip_brackets
 
 __all__ = ["ResolveError", "Resolver", "SrvRecord", "order_srv"]
+
+_T = TypeVar("_T")
 
 # NAPTR services (RFC 3263 §4.1, IANA registry of §9) and SRV prefixes (§4.2) per transport.
 _NAPTR_SERVICES = {"SIP+D2U": "UDP", "SIP+D2T": "TCP", "SIPS+D2T": "TLS"}
@@ -129,7 +131,7 @@ class Resolver:
             addresses = static if static is not None else await self._addresses(target)
             if not addresses:
                 raise ResolveError(f"cannot resolve {target!r}: no A or AAAA records")
-            return [Address(transport, host, port) for host in addresses]
+            return list(dict.fromkeys(Address(transport, host, port) for host in addresses))
         if transport is not None:
             # §4.2: transport given explicitly — SRV for that transport only.
             wanted = [transport]
@@ -203,7 +205,7 @@ class Resolver:
                 raise answer
             records = [SrvRecord(r.priority, r.weight, r.port, r.target.to_text(True)) for r in answer or ()]
             # A target of "." means the service is decidedly not available (RFC 2782).
-            plan += [(transport, r) for r in order_srv(records, self._rng) if r.target not in ("", ".")]
+            plan += [(transport, r) for r in order_srv(records, self._rng) if r.target != "."]
         found = any(answer for answer in answers)
         names = list(dict.fromkeys(record.target for _, record in plan))
         resolved = dict(zip(names, await self._gather([self._addresses(n) for n in names]), strict=True))
@@ -245,8 +247,8 @@ class Resolver:
 
     # --- dnspython --------------------------------------------------------------------
     @staticmethod
-    async def _gather(aws: list) -> list:
-        """Await all; a ResolveError becomes a result, anything else propagates."""
+    async def _gather(aws: list[Awaitable[_T]]) -> list[_T | BaseException]:
+        """Await all concurrently; a ResolveError becomes a result, anything else propagates."""
         results = await asyncio.gather(*aws, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, ResolveError):
@@ -267,7 +269,7 @@ class Resolver:
             self._dns = resolver
         return self._dns
 
-    async def _query(self, name: str, rdtype: str) -> list | None:
+    async def _query(self, name: str, rdtype: str) -> list[Any] | None:
         """The records of one query: ``[]`` when the name has none of that type, ``None`` when
         the name does not exist; a timeout or a failing server raises :class:`ResolveError`."""
         qname = dns.name.from_text(name)  # absolute: no search list
