@@ -207,7 +207,9 @@ class Via:
     def params(self) -> dict[str, str | None]:
         params = self._params
         if params is None:
-            params = self._params = split_params(self._ptext)
+            params = split_params(self._ptext)
+            _check_via_params(params)  # a malformed value raises the same error on every read
+            self._params = params
         return params
 
     @property
@@ -401,7 +403,7 @@ def _delta_seconds(text: str) -> int:
     # RFC 3261 §20.19: values above 2**32-1 are taken as 2**32-1 (RFC 4475 §3.1.2.4).
     if not abnf.DIGITS_RE.fullmatch(text):
         raise ParseError(f"bad delta-seconds {text[:20]!r}")
-    return min(int(text), MAX_DELTA_SECONDS) if len(text) < 12 else MAX_DELTA_SECONDS
+    return min(int(text), MAX_DELTA_SECONDS) if len(text.lstrip("0")) < 12 else MAX_DELTA_SECONDS
 
 
 _TRANSPORTS = frozenset({"UDP", "TCP", "TLS", "SCTP", "WS", "WSS", "DTLS"})
@@ -444,10 +446,9 @@ def parse_vias(value: str) -> list[Via]:
 
 
 def check_vias(vias: list[Via]) -> None:
-    """The semantic checks of Via parameters (strict mode)."""
+    """Decode and check every Via's parameters (strict mode)."""
     for via in vias:
-        if via.params:
-            _check_via_params(via.params)
+        via.params  # noqa: B018
 
 
 def _check_via_params(params: dict[str, str | None]) -> None:
@@ -456,11 +457,14 @@ def _check_via_params(params: dict[str, str | None]) -> None:
         # RFC 5118 §4.5/§4.6: accept the address with or without brackets.
         check_host(received if received.startswith("[") or ":" not in received else f"[{received}]")
     rport = params.get("rport")
-    if rport and (not abnf.DIGITS_RE.fullmatch(rport) or len(rport) > 5 or int(rport) > 65535):
+    if rport and (not abnf.DIGITS_RE.fullmatch(rport) or len(rport.lstrip("0")) > 5 or int(rport) > 65535):
         raise ParseError(f"bad rport {rport!r}")
     ttl = params.get("ttl")
-    if ttl is not None and (not abnf.DIGITS_RE.fullmatch(ttl) or int(ttl) > 255):
+    if ttl is not None and (not abnf.DIGITS_RE.fullmatch(ttl) or len(ttl) > 3 or int(ttl) > 255):
         raise ParseError(f"bad ttl {ttl!r}")
+    maddr = params.get("maddr")
+    if maddr is not None:
+        check_host(maddr)
 
 
 def _name_addr(m: re.Match[str]) -> NameAddr:
@@ -548,7 +552,8 @@ _KNOWN_METHODS = frozenset(
 
 def parse_cseq(value: str) -> CSeq:
     seq_text, sp, method = value.partition(" ")
-    if sp and method in _KNOWN_METHODS and seq_text.isdigit() and seq_text.isascii() and len(seq_text) <= 10:
+    fast = sp and method in _KNOWN_METHODS and len(seq_text) <= 10
+    if fast and seq_text.isdigit() and seq_text.isascii():
         seq = int(seq_text)
         if seq < 2**31:
             return CSeq(seq, method)
@@ -557,19 +562,19 @@ def parse_cseq(value: str) -> CSeq:
         raise ParseError(f"bad CSeq {value[:40]!r}")
     seq_text, method = m.groups()
     # RFC 3261 §8.1.1.5: a 32-bit unsigned value less than 2**31.
-    if len(seq_text) > 10 or int(seq_text) >= 2**31:
+    if len(seq_text.lstrip("0")) > 10 or int(seq_text) >= 2**31:
         raise ParseError("CSeq number out of range")
     return CSeq(int(seq_text), method)
 
 
 def parse_max_forwards(value: str) -> int:
-    if not (value.isdigit() and value.isascii()) or len(value) > 5 or int(value) > 255:
+    if not (value.isdigit() and value.isascii()) or len(value.lstrip("0")) > 3 or int(value) > 255:
         raise ParseError(f"bad Max-Forwards {value[:20]!r}")
     return int(value)
 
 
 def parse_content_length(value: str) -> int:
-    if not (value.isdigit() and value.isascii()) or len(value) > 10:
+    if not (value.isdigit() and value.isascii()) or len(value.lstrip("0")) > 10:
         raise ParseError(f"bad Content-Length {value[:20]!r}")
     return int(value)
 
@@ -604,8 +609,16 @@ def parse_accept(value: str) -> list[MediaType]:
 
 
 def parse_tokens(value: str) -> list[str]:
-    """Require, Supported, Proxy-Require, Unsupported, Allow (possibly empty lists)."""
+    """Supported and Allow: possibly empty lists of tokens."""
     return list(_tokens(value))
+
+
+def parse_option_tags(value: str) -> list[str]:
+    """Require, Proxy-Require, Unsupported: option-tag *(COMMA option-tag), at least one."""
+    tags = _tokens(value)
+    if not tags:
+        raise ParseError("empty option-tag list")
+    return list(tags)
 
 
 @lru_cache(maxsize=1024)
@@ -656,10 +669,10 @@ CHECKS = {
     "min-expires": parse_expires,
     "content-type": parse_media_type,
     "accept": parse_accept,
-    "require": parse_tokens,
-    "proxy-require": parse_tokens,
+    "require": parse_option_tags,
+    "proxy-require": parse_option_tags,
     "supported": parse_tokens,
-    "unsupported": parse_tokens,
+    "unsupported": parse_option_tags,
     "allow": parse_tokens,
     "authorization": parse_auth,
     "proxy-authorization": parse_auth,

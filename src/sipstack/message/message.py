@@ -50,6 +50,7 @@ from .headers import (
     parse_max_forwards,
     parse_media_type,
     parse_name_addr,
+    parse_option_tags,
     parse_routes,
     parse_tokens,
     parse_vias,
@@ -84,10 +85,10 @@ _TYPED: dict[str, tuple[Any, bool]] = {
     "min-expires": (parse_expires, False),
     "content-type": (parse_media_type, False),
     "accept": (parse_accept, True),
-    "require": (parse_tokens, True),
-    "proxy-require": (parse_tokens, True),
+    "require": (parse_option_tags, True),
+    "proxy-require": (parse_option_tags, True),
     "supported": (parse_tokens, True),
-    "unsupported": (parse_tokens, True),
+    "unsupported": (parse_option_tags, True),
     "allow": (parse_tokens, True),
     "authorization": (lambda v: [parse_auth(v)], True),
     "proxy-authorization": (lambda v: [parse_auth(v)], True),
@@ -116,7 +117,10 @@ def _key(name_colon: str) -> str:
 
 
 def _line_value(line: str) -> str:
-    return line[line.index(":") + 1 :].strip(" \t")
+    value = line[line.index(":") + 1 :]
+    if "\r\n" in value:  # RFC 3261 §7.3.1: a folded line; the break counts as white space
+        value = value.replace("\r\n", "")
+    return value.strip(" \t")
 
 
 def _name_part(line: str) -> str:
@@ -612,7 +616,7 @@ def _unfold(lines: list[str]) -> list[str]:
         if line[:1] not in (" ", "\t"):
             joined.append(line)
         elif joined:
-            joined[-1] += line
+            joined[-1] += "\r\n" + line  # kept as received; values read through _line_value
         else:
             raise ParseError("continuation line before any header")
     return joined
@@ -663,22 +667,22 @@ def _parse(data: bytes, strict: bool) -> Request | Response:
 
     # The headers every element relies on, checked now (RFC 3261 §16.3 step 1, §17.2.3).
     line = lines[first["call-id"]]
-    typed["call-id"] = parse_call_id(line[line.index(":") + 1 :].strip(" \t"))
+    typed["call-id"] = parse_call_id(_line_value(line))
     line = lines[first["cseq"]]
-    typed["cseq"] = cseq = parse_cseq(line[line.index(":") + 1 :].strip(" \t"))
+    typed["cseq"] = cseq = parse_cseq(_line_value(line))
     line = lines[first["from"]]
-    typed["from"] = parse_name_addr(line[line.index(":") + 1 :].strip(" \t"))
+    typed["from"] = parse_name_addr(_line_value(line))
     line = lines[first["to"]]
-    typed["to"] = parse_name_addr(line[line.index(":") + 1 :].strip(" \t"))
+    typed["to"] = parse_name_addr(_line_value(line))
     i = first.get("max-forwards")
     if i is not None:
         line = lines[i]
-        typed["max-forwards"] = parse_max_forwards(line[line.index(":") + 1 :].strip(" \t"))
+        typed["max-forwards"] = parse_max_forwards(_line_value(line))
     i = first.get("content-length")
     length = None
     if i is not None:
         line = lines[i]
-        typed["content-length"] = length = parse_content_length(line[line.index(":") + 1 :].strip(" \t"))
+        typed["content-length"] = length = parse_content_length(_line_value(line))
     for key in _CORE_LISTS:
         if key in first:
             value = msg._compute(key)
