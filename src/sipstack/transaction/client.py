@@ -36,10 +36,11 @@ class ClientTransaction(Transaction):
 
     def _to_tu(self, response: Response) -> None:
         self.last_response = response
-        self.layer._events.append(ResponseReceived(response, self.address, self))
+        self.layer._events.append(ResponseReceived(response, self.layer._source or self.address, self))
 
     def on_transport_error(self, now: float) -> None:
-        if self.state in (State.CALLING, State.TRYING, State.PROCEEDING):
+        # Figures 5 and 6: Calling, Trying, Proceeding and Completed inform the TU.
+        if self.state in (State.CALLING, State.TRYING, State.PROCEEDING, State.COMPLETED):
             self.layer._events.append(TransactionTransportError(self))
         self._terminate()
 

@@ -79,7 +79,7 @@ class ServerInviteTransaction(ServerTransaction):
                 self._start("I", 0.0 if self.reliable else self.layer.timers.I, now)
             elif state is State.ACCEPTED:
                 # RFC 6026 §8.7: an ACK matching the transaction in Accepted goes to the TU.
-                self.layer._events.append(RequestReceived(request, self.address, self))
+                self.layer._events.append(RequestReceived(request, self.layer._source or self.address, self))
             return
         if state in (State.PROCEEDING, State.COMPLETED) and self._last is not None:
             self._send(self._last)  # retransmission of the last provisional or final

@@ -29,7 +29,8 @@ def server_key(request: Request) -> tuple:
     via = request.via[0]
     method = "INVITE" if request.method == "ACK" else request.method
     branch = via.branch
-    if branch is not None and branch.startswith(MAGIC_COOKIE):
+    # RFC 4475 §3.2.1: a branch that is the cookie alone identifies nothing; RFC 2543 rules.
+    if branch is not None and branch.startswith(MAGIC_COOKIE) and len(branch) > len(MAGIC_COOKIE):
         return (branch, via.sent_by.lower(), method)
     # RFC 2543 (§17.2.3): Request-URI, From tag, Call-ID, CSeq number, top Via, To tag.
     to_tag = None if request.method == "ACK" else request.to.tag
@@ -65,6 +66,7 @@ class TransactionLayer:
         self._events: list[TransactionEvent] = []
         self._client: dict[tuple, ClientTransaction] = {}
         self._server: dict[tuple, ServerTransaction] = {}
+        self._source: Address | None = None  # where the message being handled came from
 
     # -- outputs ----------------------------------------------------------------------------
 
@@ -106,7 +108,9 @@ class TransactionLayer:
             if request.method == "ACK" and len(key) > 3 and tx.to_tag != request.to.tag:
                 tx = None  # §17.2.3: the ACK's To tag must be the one the server sent
             else:
+                self._source = source
                 tx.on_request(request, now)
+                self._source = None
                 return
         if request.method == "ACK":
             self._events.append(RequestReceived(request, source, None))
@@ -123,7 +127,9 @@ class TransactionLayer:
         if tx is None:
             self._events.append(ResponseReceived(response, source, None))
         else:
+            self._source = source
             tx.on_response(response, now)
+            self._source = None
 
     def send_request(self, request: Request, address: Address, now: float) -> ClientTransaction:
         """Start a client transaction for ``request`` (its top Via already carries the

@@ -69,7 +69,8 @@ class TimerConfig:
         """RFC 4320 §4.1: a 100 to a non-INVITE request goes out over an unreliable
         transport only once the client's Timer E has reached T2 (T1 + 2T1 + 4T1 with the
         defaults), and must go out then if nothing else has."""
-        total, interval = 0.0, self.T1
+        # §17.1.2.2: E fires at T1, then after MIN(2*T1, T2), doubling until T2.
+        total, interval = self.T1, 2 * self.T1
         while interval < self.T2:
             total += interval
             interval *= 2
