@@ -137,8 +137,14 @@ def unquote(value: str) -> str:
 
 
 def quote(value: str) -> str:
-    """A quoted-string holding ``value``."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A quoted-string holding ``value``: quote, backslash and control characters as
+    quoted-pairs (CR and LF cannot be carried: ValueError)."""
+    if "\r" in value or "\n" in value:
+        raise ValueError("CR and LF cannot be carried in a quoted-string")
+    return '"' + _QUOTE_RE.sub(lambda m: "\\" + m.group(0), value) + '"'
+
+
+_QUOTE_RE = re.compile(r'["\\\x00-\x08\x0b\x0c\x0e-\x1f\x7f]')
 
 
 def parse_params(text: str, pattern: re.Pattern[str] = PARAM_RE) -> dict[str, str | None]:

@@ -429,7 +429,7 @@ def parse_vias(value: str) -> list[Via]:
         via.host = host
         if port is None:
             via.port = None
-        elif len(port) > 5 or int(port) > 65535:
+        elif len(port.lstrip("0")) > 5 or int(port) > 65535:
             raise ParseError(f"bad Via port {port!r}")
         else:
             via.port = int(port)

@@ -123,6 +123,17 @@ def _line_value(line: str) -> str:
     return value.strip(" \t")
 
 
+_BAD_BREAK_RE = re.compile(r"\r\n(?![ \t])|\r(?!\n)|(?<!\r)\n")
+
+
+def _line(name: str, value: str) -> str:
+    """A header line built by sipstack; a line break in ``value`` that is not folding
+    (CRLF followed by white space) would inject headers: refused."""
+    if ("\r" in value or "\n" in value) and _BAD_BREAK_RE.search(value):
+        raise ValueError(f"line break in the value of {name}")
+    return f"{name}: {value}"
+
+
 def _name_part(line: str) -> str:
     return line[: line.index(":")].rstrip(" \t")
 
@@ -138,7 +149,7 @@ class Message:
         self._keys: list[str] = []
         for name, value in headers:
             self._keys.append(check_name(name))
-            self._lines.append(f"{name}: {value}")
+            self._lines.append(_line(name, value))
         self._body = bytes(body)
         self._raw: bytes | None = None
         self._typed: dict[str, Any] = {}
@@ -260,14 +271,14 @@ class Message:
     def prepend_header(self, name: str, value: str) -> None:
         """Add a line before every other header (a new Via, a new Record-Route)."""
         key = check_name(name)
-        self._lines.insert(0, f"{name}: {value}")
+        self._lines.insert(0, _line(name, value))
         self._keys.insert(0, key)
         self._changed(key)
 
     def add_header(self, name: str, value: str) -> None:
         """Add a line after every other header."""
         key = check_name(name)
-        self._lines.append(f"{name}: {value}")
+        self._lines.append(_line(name, value))
         self._keys.append(key)
         self._changed(key)
 
@@ -280,7 +291,7 @@ class Message:
             return
         first = positions[0]
         written = self._lines[first]
-        self._lines[first] = f"{_name_part(written)}: {value}"
+        self._lines[first] = _line(_name_part(written), value)
         for i in reversed(positions[1:]):
             del self._lines[i]
             del self._keys[i]
@@ -324,7 +335,7 @@ class Message:
         line = self._lines[first]
         values = split_list(_line_value(line))
         rest = ", ".join(values[1:])
-        self._lines[first] = f"{_name_part(line)}: {value}" + (f", {rest}" if rest else "")
+        self._lines[first] = _line(_name_part(line), value + (f", {rest}" if rest else ""))
         self._changed(key, reindex=False)
 
     @property
@@ -593,13 +604,16 @@ def _split_head(data: bytes) -> tuple[str, list[str], int, bool]:
     form can be reused as is."""
     end = data.find(b"\r\n\r\n")
     exact = True
+    lf = data.find(b"\n\n", 0, end if end >= 0 else len(data))
+    if lf >= 0 and b"\r" not in data[:lf]:
+        end = -1  # a head ended by a bare-LF empty line comes first: lenient LF parsing
     if end >= 0:
         head = data[:end].decode("utf-8", "surrogateescape")
         body_start = end + 4
     else:
         # Leniency for peers that end lines with a bare LF.
-        end = data.find(b"\n\n")
-        if end < 0 or b"\r" in data[:end]:
+        end = lf
+        if end < 0:
             raise ParseError("no empty line after the headers")
         head = data[:end].decode("utf-8", "surrogateescape").replace("\n", "\r\n")
         body_start = end + 2

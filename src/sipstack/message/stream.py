@@ -77,7 +77,7 @@ class StreamParser:
         events: list[StreamEvent] = []
         while buf:
             if buf[0] == 0x0D:  # CR: a keep-alive, or CRLFs before a start line (§7.5)
-                if buf[:4] == b"\r\n\r\n":
+                if buf[:4] == b"\r\n\r\n" and not self.client:  # a client only gets pongs
                     events.append(PING)
                     del buf[:4]
                     continue
@@ -100,7 +100,10 @@ class StreamParser:
             found = _CONTENT_LENGTH_RE.findall(head)
             if not found:
                 raise ParseError("message on a stream without Content-Length")
-            length = int(found[0][:12])
+            digits = found[0].lstrip(b"0")
+            if len(digits) > 10:
+                raise ParseError("Content-Length too large", 413)
+            length = int(digits or b"0")
             total = end + 4 + length
             if total > self.max_size:
                 raise ParseError("message too large", 413)

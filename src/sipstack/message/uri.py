@@ -35,7 +35,7 @@ _HOSTNAME_RE = re.compile(
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)*[A-Za-z](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.?"
 )
 _IPV4_RE = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
-_PORT_RE = re.compile(r"[0-9]{1,5}")
+_PORT_RE = re.compile(r"[0-9]+")
 
 # Characters written without escaping in each component (RFC 3261 §25.1).
 _USER_SAFE = "-_.!~*'()&=+$,;?/"
@@ -60,14 +60,17 @@ def check_host(host: str) -> str:
     if host[0] == "[":
         if host[-1] != "]":
             raise ParseError(f"bad IPv6 reference {host!r}")
+        if "%" in host:  # RFC 5954: no zone identifier in an IPv6reference
+            raise ParseError(f"bad IPv6 reference {host!r}")
         try:
             _ipv6(host[1:-1])
         except ValueError:
             raise ParseError(f"bad IPv6 reference {host!r}") from None
         return host
     if _IPV4_RE.fullmatch(host):
-        # RFC 5954: IPv4address = dec-octet "." dec-octet "." dec-octet "." dec-octet
-        if all(int(octet) <= 255 for octet in host.split(".")):
+        # RFC 5954: IPv4address = dec-octet "." dec-octet "." dec-octet "." dec-octet, and a
+        # dec-octet has no leading zero.
+        if all(int(octet) <= 255 and (octet == "0" or octet[0] != "0") for octet in host.split(".")):
             return host
         raise ParseError(f"bad IPv4 address {host!r}")
     if _HOSTNAME_RE.fullmatch(host):
@@ -208,7 +211,10 @@ class SipURI(URI):
         for name in mine.keys() & theirs.keys():
             if mine[name] != theirs[name]:
                 return False
-        for name in ("user", "ttl", "method", "maddr"):
+        # "A URI omitting any component with a default value will not match a URI explicitly
+        # containing that component … the same is true for the transport-parameter,
+        # ttl-parameter, user-parameter, and method components"; and maddr.
+        for name in ("transport", "user", "ttl", "method", "maddr"):
             if (name in mine) != (name in theirs):
                 return False
         mine_h = {k.lower(): v for k, v in self.headers.items()}
@@ -255,12 +261,20 @@ class TelURI(URI):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TelURI):
             return NotImplemented
-        mine = {k: (v.lower() if v is not None else None) for k, v in self.params.items()}
-        theirs = {k: (v.lower() if v is not None else None) for k, v in other.params.items()}
-        return self.digits == other.digits and mine == theirs
+        return self.digits == other.digits and _tel_params(self.params) == _tel_params(other.params)
 
     def __hash__(self) -> int:
         return hash(("tel", self.digits))
+
+
+def _tel_params(params: dict[str, str | None]) -> dict[str, str | None]:
+    """Parameters compared case-insensitively; a global-number phone-context without its
+    visual separators (RFC 3966 §4)."""
+    out = {k: (v.lower() if v is not None else None) for k, v in params.items()}
+    context = out.get("phone-context")
+    if context and context.startswith("+"):
+        out["phone-context"] = context.translate(_TEL_VISUAL)
+    return out
 
 
 class AbsoluteURI(URI):
@@ -324,7 +338,7 @@ def _split_sip(text: str) -> tuple[str, str | None, str | None, str, int | None,
     check_host(host)
     port = None
     if has_port:
-        if not _PORT_RE.fullmatch(port_text) or int(port_text) > 65535:
+        if not _PORT_RE.fullmatch(port_text) or len(port_text.lstrip("0")) > 5 or int(port_text) > 65535:
             raise ParseError(f"bad port in {text!r}")
         port = int(port_text)
     params = tuple(_parse_uri_params(param_parts, "URI").items())
