@@ -167,6 +167,7 @@ class Endpoint:
         self._timer_at: float | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.draining = False
         self.stats = {"requests_in": 0, "responses_in": 0, "malformed": 0, "sent": 0, "send_errors": 0}
 
     # -- lifetime ---------------------------------------------------------------------------
@@ -209,6 +210,17 @@ class Endpoint:
         gets a 500 sent for it. Without a handler, requests are answered 501."""
         self._handler = handler
         return handler
+
+    async def drain(self, timeout: float) -> None:
+        """Refuse new requests (503, RFC 3261 §21.5.4: clients move to another server), stop
+        accepting connections, and let the handlers of requests in progress finish (at most
+        ``timeout`` seconds). Sockets stay open so that their answers still go out."""
+        self.draining = True
+        for listener in self.listeners:
+            if isinstance(listener, StreamListener):
+                listener.close()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
 
     async def close(self) -> None:
         for listener in self.listeners:
@@ -339,6 +351,10 @@ class Endpoint:
 
     def _deliver_request(self, event: RequestReceived) -> None:
         incoming = IncomingRequest(self, event.request, event.source, event.transaction)  # type: ignore[arg-type]
+        if self.draining:
+            if incoming.transaction is not None:
+                incoming.respond(503, "Shutting Down")
+            return
         handler = self._handler
         if handler is None:
             if incoming.transaction is not None:
