@@ -12,6 +12,9 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..message import ParseError, Request, parse
+from .admin import register_commands as register_admin
+from .admin import run_async
+from .serve import register_command as register_serve
 
 EXIT_OK, EXIT_SIP_FAILURE, EXIT_LOCAL_ERROR, EXIT_REMOTE_ERROR = 0, 1, 2, 3
 
@@ -55,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crlf", action="store_true", help="convert bare LF line ends to CRLF first")
     p.add_argument("-v", "--verbose", action="store_true", help="print every header")
     p.set_defaults(func=_cmd_parse)
+    register_serve(sub)
+    register_admin(sub)
     return parser
 
 
@@ -64,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_LOCAL_ERROR
+    if hasattr(args, "async_func"):
+        return run_async(args)
     return int(args.func(args))
 
 

@@ -1,0 +1,183 @@
+"""The server process: storage, authentication, registrar and endpoint, wired from config.
+
+Requests are dispatched by method: REGISTER for a served domain to the registrar; OPTIONS
+addressed to the server itself answered by the server (RFC 3261 §11); the rest answered
+501 until the proxy core takes them. SIGINT/SIGTERM stop it cleanly: listeners close, the
+store is closed after in-flight requests finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import ssl
+import time
+from pathlib import Path
+
+from ..auth import DigestAuthenticator, NonceManager
+from ..endpoint import Endpoint, IncomingRequest
+from ..message import SipURI
+from ..registrar import Registrar, RegistrarConfig
+from ..storage import Store, open_store
+from .config import ServerConfig
+
+log = logging.getLogger("sipstack.server")
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER"
+
+
+def database_path(data_dir: str | Path) -> Path:
+    return Path(data_dir) / "sipstack.db"
+
+
+def load_secret(data_dir: str | Path) -> bytes:
+    """The nonce secret, created on first use and kept in the data directory (mode 0600), so
+    that nonces stay valid across restarts and between worker processes."""
+    path = Path(data_dir) / "nonce.key"
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_bytes(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secret)
+        return secret
+
+
+def open_data_store(data_dir: str | Path) -> Store:
+    return open_store("sqlite", path=database_path(data_dir))
+
+
+class Server:
+    """A running ``sipstack serve``."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.store: Store | None = None
+        self.endpoint: Endpoint | None = None
+        self.registrar: Registrar | None = None
+        self.addresses: list[str] = []
+        self._stopped = asyncio.Event()
+        self._purger: asyncio.Task[None] | None = None
+
+    def _tls_contexts(self) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+        config = self.config
+        server_ctx = None
+        if config.tls_cert:
+            server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            server_ctx.load_cert_chain(config.tls_cert, config.tls_key)
+            if config.tls_ca:
+                server_ctx.load_verify_locations(config.tls_ca)
+            if config.tls_verify_client:
+                server_ctx.verify_mode = ssl.CERT_REQUIRED
+        client_ctx = ssl.create_default_context(cafile=config.tls_ca or None)
+        if config.tls_cert:
+            client_ctx.load_cert_chain(config.tls_cert, config.tls_key)  # mutual TLS towards peers
+        return server_ctx, client_ctx
+
+    async def start(self) -> None:
+        config = self.config
+        self.store = open_data_store(config.data_dir)
+        authenticators = None
+        if config.auth:
+            nonces = NonceManager(load_secret(config.data_dir), lifetime=config.nonce_lifetime)
+            # The realm is the domain (or the configured realm for every domain).
+            authenticators = {
+                domain.lower(): DigestAuthenticator(
+                    config.realm or domain.lower(),
+                    nonces,
+                    algorithms=config.algorithms,
+                    max_failures=config.max_failures,
+                )
+                for domain in config.domains
+            }
+        self.registrar = Registrar(
+            self.store,
+            RegistrarConfig(
+                domains={d.lower() for d in config.domains},
+                min_expires=config.min_expires,
+                max_expires=config.max_expires,
+                default_expires=config.default_expires,
+            ),
+            authenticators,
+            user_agent=config.user_agent,
+        )
+        server_ctx, client_ctx = self._tls_contexts()
+        self.endpoint = Endpoint(
+            user_agent=config.user_agent, tls_server_context=server_ctx, tls_client_context=client_ctx
+        )
+        self.endpoint.on_request(self._on_request)
+        for spec in config.listen:
+            address = await self.endpoint.listen(spec)
+            self.addresses.append(str(address))
+        self._purger = asyncio.get_running_loop().create_task(self._purge_expired())
+
+    async def _on_request(self, incoming: IncomingRequest) -> None:
+        request = incoming.request
+        method = request.method
+        if method == "ACK":
+            return
+        assert self.registrar is not None
+        if method == "REGISTER":
+            incoming.respond(await self.registrar.handle(request, incoming.source))
+        elif method == "OPTIONS" and self._addressed_to_us(request.uri):
+            incoming.respond(200, headers=[("Allow", ALLOW), ("Accept", "application/sdp")])
+        else:
+            incoming.respond(501)
+
+    def _addressed_to_us(self, uri: object) -> bool:
+        return (
+            isinstance(uri, SipURI)
+            and uri.user is None
+            and self.registrar is not None
+            and (self.registrar.serves(uri.host) or any(uri.host in a for a in self.addresses))
+        )
+
+    async def _purge_expired(self) -> None:
+        while True:
+            await asyncio.sleep(60)
+            try:
+                assert self.store is not None
+                removed = await self.store.purge_expired(time.time())
+                if removed:
+                    log.info("purged %d expired binding(s)", removed)
+            except Exception:
+                log.exception("purging expired bindings failed")
+
+    def request_stop(self) -> None:
+        self._stopped.set()
+
+    async def run(self) -> None:
+        """Start, serve until SIGINT/SIGTERM, then stop."""
+        await self.start()
+        config = self.config
+        log.info(
+            "serving %s for %s; data in %s; authentication %s",
+            ", ".join(self.addresses),
+            ", ".join(config.domains),
+            os.path.abspath(config.data_dir),
+            "on" if config.auth else "off",
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop)
+        try:
+            await self._stopped.wait()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            await self.stop()
+
+    async def stop(self) -> None:
+        if self._purger is not None:
+            self._purger.cancel()
+        if self.endpoint is not None:
+            await self.endpoint.drain(5.0)  # let requests in progress finish
+            await self.endpoint.close()
+        if self.store is not None:
+            await self.store.close()
+        log.info("stopped")

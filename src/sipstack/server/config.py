@@ -1,0 +1,133 @@
+"""Server configuration: defaults, then the TOML file, then command-line flags.
+
+Every field has a default that works on a fresh machine (the embedded default: UDP and TCP
+on 127.0.0.1:5060, SQLite in ``./sipstack-data``, domain ``localhost``/``127.0.0.1``).
+Errors name the TOML key that is wrong.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigurationError
+from ..transport.base import ListenSpec
+
+DEFAULT_DATA_DIR = "sipstack-data"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    listen: tuple[str, ...] = ("udp:127.0.0.1:5060", "tcp:127.0.0.1:5060")
+    """Where to listen: ``udp:HOST:PORT``, ``tcp:…``, ``tls:…``."""
+    domains: tuple[str, ...] = ("localhost", "127.0.0.1")
+    """Domains this server is responsible for (registrar and, later, proxy)."""
+    data_dir: str = DEFAULT_DATA_DIR
+    """Where the SQLite database and the nonce secret live."""
+    auth: bool = True
+    """Require digest authentication for REGISTER (RFC 3261 §22)."""
+    realm: str = ""
+    """Digest realm for every domain; default: each domain is its own realm."""
+    algorithms: tuple[str, ...] = ("SHA-512-256", "SHA-256", "MD5")
+    """Digest algorithms offered, most preferred first (RFC 8760)."""
+    nonce_lifetime: int = 300
+    """Seconds a digest nonce stays fresh; after that the answer is 401 with stale=true."""
+    max_failures: int = 10
+    """Failed authentications per source address and per user within a minute before 403."""
+    min_expires: int = 60
+    max_expires: int = 7200
+    default_expires: int = 3600
+    tls_cert: str = ""
+    """PEM certificate chain for ``tls:`` listeners."""
+    tls_key: str = ""
+    tls_ca: str = ""
+    """CA bundle to verify peers (client certificates and outgoing TLS)."""
+    tls_verify_client: bool = False
+    """Require a client certificate on ``tls:`` listeners (mutual TLS)."""
+    log_level: str = "info"
+    user_agent: str = "sipstack"
+
+    def validate(self) -> ServerConfig:
+        for spec in self.listen:
+            try:
+                ListenSpec.parse(spec)
+            except ValueError as exc:
+                raise ConfigurationError(f"listen: {exc}") from None
+        unknown = set(self.algorithms) - {"SHA-512-256", "SHA-256", "MD5"}
+        if unknown or not self.algorithms:
+            raise ConfigurationError(
+                f"auth.algorithms: choose among SHA-512-256, SHA-256, MD5 (got {unknown or 'none'})"
+            )
+        if not self.domains:
+            raise ConfigurationError("domains: at least one domain is needed")
+        if not 1 <= self.min_expires <= self.default_expires <= self.max_expires:
+            raise ConfigurationError("registrar: need 1 <= min_expires <= default_expires <= max_expires")
+        if any(ListenSpec.parse(s).transport == "TLS" for s in self.listen) and not (
+            self.tls_cert and self.tls_key
+        ):
+            raise ConfigurationError("tls: a tls: listener needs tls.cert and tls.key")
+        return self
+
+
+# TOML layout → field names.
+_SECTIONS = {
+    "registrar": {"min_expires", "max_expires", "default_expires"},
+    "auth": {
+        "enabled": "auth",
+        "realm": "realm",
+        "algorithms": "algorithms",
+        "nonce_lifetime": "nonce_lifetime",
+        "max_failures": "max_failures",
+    },
+    "tls": {"cert": "tls_cert", "key": "tls_key", "ca": "tls_ca", "verify_client": "tls_verify_client"},
+}
+
+
+def _from_toml(data: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(ServerConfig)}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in _SECTIONS and isinstance(value, dict):
+            mapping = _SECTIONS[key]
+            for sub, sub_value in value.items():
+                target = mapping.get(sub) if isinstance(mapping, dict) else (sub if sub in mapping else None)
+                if target is None:
+                    raise ConfigurationError(f"{key}.{sub}: unknown setting")
+                out[target] = sub_value
+        elif key in names:
+            out[key] = value
+        else:
+            raise ConfigurationError(f"{key}: unknown setting")
+    for key, value in out.items():
+        default = getattr(ServerConfig(), key)
+        if isinstance(default, tuple):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigurationError(f"{key}: expected a list of strings")
+            out[key] = tuple(value)
+        elif not isinstance(value, type(default)):
+            raise ConfigurationError(f"{key}: expected {type(default).__name__}, got {value!r}")
+    return out
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> ServerConfig:
+    """Defaults ← TOML file (if given) ← ``overrides`` (flags that were set; None = unset)."""
+    config = ServerConfig()
+    if path is not None:
+        try:
+            with open(path, "rb") as handle:
+                data = tomllib.load(handle)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(f"{path}: {exc}") from None
+        config = replace(config, **_from_toml(data))
+    set_flags = {k: v for k, v in overrides.items() if v is not None}
+    for key, value in set_flags.items():
+        if isinstance(value, list):
+            set_flags[key] = tuple(value)
+    return replace(config, **set_flags).validate()
+
+
+__all__ = ["DEFAULT_DATA_DIR", "ServerConfig", "load_config"]
