@@ -4,8 +4,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 # Debian packages of the real peers the tests drive (installed when missing and we are root).
 DEB_PKGS := sip-tester
+# And those the benchmarks compare against.
+BENCH_DEB_PKGS := sip-tester kamailio
 
-.PHONY: test lint unit bench venv deps debs clean
+.PHONY: run test lint unit bench venv debs bench-debs clean
 
 $(VENV)/.stamp-test: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,8 +21,19 @@ $(VENV)/.stamp-bench: $(VENV)/.stamp-test
 
 venv: $(VENV)/.stamp-test
 
+# `make run`: the server on its embedded default (UDP and TCP on 127.0.0.1:5060, SQLite in
+# ./sipstack-data, domains localhost and 127.0.0.1).
+run: venv
+	$(VENV)/bin/sipstack serve $(ARGS)
+
 debs:
-	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@$(MAKE) --no-print-directory install-debs PKGS="$(DEB_PKGS)"
+
+bench-debs:
+	@$(MAKE) --no-print-directory install-debs PKGS="$(BENCH_DEB_PKGS)"
+
+install-debs:
+	@missing=""; for p in $(PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \
@@ -39,7 +52,7 @@ unit: venv
 
 test: venv debs lint unit
 
-bench: $(VENV)/.stamp-bench
+bench: $(VENV)/.stamp-bench bench-debs
 	$(PY) bench/parse.py
 
 clean:

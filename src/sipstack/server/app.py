@@ -14,6 +14,7 @@ import os
 import secrets
 import signal
 import ssl
+import sys
 import time
 from pathlib import Path
 
@@ -162,6 +163,7 @@ class Server:
             os.path.abspath(config.data_dir),
             "on" if config.auth else "off",
         )
+        self._print_next_steps()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop)
@@ -171,6 +173,25 @@ class Server:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             await self.stop()
+
+    def _print_next_steps(self) -> None:
+        """What a newcomer does next, on stderr (the server's own output is its log)."""
+        config = self.config
+        domain = config.domains[0]
+        where = self.addresses[0].split(":", 1)[1] if self.addresses else "127.0.0.1:5060"
+        data = "" if config.data_dir == "sipstack-data" else f" --data-dir {config.data_dir}"
+        lines = [
+            "sipstack is running. Next steps:",
+            f"  add a user:       sipstack user add alice@{domain} --password SECRET{data}",
+            f"  point a phone at: {where} (UDP or TCP), domain {domain}, user alice, password SECRET",
+            f"  see who is in:    sipstack registrations{data}",
+            "  stop:             Ctrl-C",
+        ]
+        if config.auth and config.algorithms[0] != "MD5":
+            lines.append(
+                "  (phones that answer only the first digest challenge with MD5 need --auth-algorithms MD5)"
+            )
+        print("\n".join(lines), file=sys.stderr, flush=True)
 
     async def stop(self) -> None:
         if self._purger is not None:
