@@ -61,7 +61,7 @@ ResponseCallback = Callable[[Response], None]
 class IncomingRequest:
     """A request received by the endpoint, with the means to answer it."""
 
-    __slots__ = ("_to_tag", "endpoint", "request", "source", "transaction")
+    __slots__ = ("_to_tag", "deferred", "endpoint", "request", "source", "transaction")
 
     def __init__(
         self, endpoint: Endpoint, request: Request, source: Address, tx: ServerTransaction | None
@@ -71,6 +71,12 @@ class IncomingRequest:
         self.source = source
         self.transaction = tx
         self._to_tag: str | None = None
+        self.deferred = False
+
+    def defer(self) -> None:
+        """The handler will answer later (e.g. when a proxied branch answers): the endpoint
+        does not send 500 when it returns unanswered."""
+        self.deferred = True
 
     @property
     def method(self) -> str:
@@ -114,17 +120,19 @@ class IncomingRequest:
 class _Waiter:
     """What a client transaction's events go to."""
 
-    __slots__ = ("future", "on_final", "on_provisional")
+    __slots__ = ("future", "on_error", "on_final", "on_provisional")
 
     def __init__(
         self,
         future: asyncio.Future[Response] | None,
         on_provisional: ResponseCallback | None,
         on_final: ResponseCallback | None = None,
+        on_error: Callable[[Exception], None] | None = None,
     ) -> None:
         self.future = future
         self.on_provisional = on_provisional
         self.on_final = on_final
+        self.on_error = on_error
 
 
 class Endpoint:
@@ -162,6 +170,7 @@ class Endpoint:
         )
         self.listeners: list[UdpListener | StreamListener] = []
         self._handler: Handler | None = None
+        self._stray_response: Callable[[Response, Address], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -193,6 +202,11 @@ class Endpoint:
         self._start_sweeper()
         log.info("listening on %s", listener.local)
         return listener.local
+
+    def on_stray_response(self, callback: Callable[[Response, Address], None]) -> None:
+        """Receive responses that match no client transaction (a proxy forwards 2xx
+        retransmissions statelessly, RFC 6026 §7.1)."""
+        self._stray_response = callback
 
     def _start_sweeper(self) -> None:
         if self._sweeper is None:
@@ -378,13 +392,16 @@ class Endpoint:
         except Exception:
             log.exception("request handler failed on %s %s", incoming.method, incoming.request.uri_text)
         # The TU contract: every request gets a final response.
-        if not incoming.answered:
+        if not incoming.answered and not incoming.deferred:
             incoming.respond(500, "Handler Did Not Answer")
 
     def _deliver_response(self, event: ResponseReceived) -> None:
         tx = event.transaction
         if tx is None:
-            log.debug("stray response %d from %s", event.response.status_code, event.source)
+            if self._stray_response is not None:
+                self._stray_response(event.response, event.source)
+            else:
+                log.debug("stray response %d from %s", event.response.status_code, event.source)
             return
         waiter: _Waiter | None = tx.user_data
         if waiter is None:
@@ -402,14 +419,17 @@ class Endpoint:
     def _fail(self, event: TransactionTimeout | TransactionTransportError) -> None:
         tx = event.transaction
         waiter = tx.user_data
-        if not isinstance(waiter, _Waiter) or waiter.future is None or waiter.future.done():
+        if not isinstance(waiter, _Waiter):
             return
+        error: Exception
         if isinstance(event, TransactionTimeout):
-            waiter.future.set_exception(
-                SipTimeoutError(f"no final response to {tx.method} (Timer {event.timer})")
-            )
+            error = SipTimeoutError(f"no final response to {tx.method} (Timer {event.timer})")
         else:
-            waiter.future.set_exception(TransportError(f"could not send {tx.method} to {tx.address}"))
+            error = TransportError(f"could not send {tx.method} to {tx.address}")
+        if waiter.on_error is not None:
+            waiter.on_error(error)
+        if waiter.future is not None and not waiter.future.done():
+            waiter.future.set_exception(error)
 
     def _respond(self, transaction: ServerTransaction, response: Response) -> None:
         self.layer.respond(transaction, response, self.loop.time())
@@ -487,6 +507,42 @@ class Endpoint:
         except ResolveError as exc:
             raise TransportError(str(exc)) from exc
 
+    def send_prepared(
+        self,
+        request: Request,
+        address: Address,
+        *,
+        on_provisional: ResponseCallback | None = None,
+        on_final: ResponseCallback | None = None,
+        on_error: Callable[[Exception], None] | None = None,
+        future: asyncio.Future[Response] | None = None,
+    ) -> ClientTransaction:
+        """Start a client transaction for a request whose top Via is already right (a CANCEL
+        shares its INVITE's Via and branch, RFC 3261 §9.1) towards a known address."""
+        tx = self.layer.send_request(request, address, self.loop.time())
+        tx.user_data = _Waiter(future, on_provisional, on_final, on_error)
+        self._process()
+        return tx
+
+    def local_address(self, transport: str, v6: bool = False) -> Address | None:
+        """The listening address of ``transport`` (and IP family), as written in Vias and
+        Record-Routes."""
+        for listener in self.listeners:
+            local = listener.local
+            if local.transport == transport and (":" in local.host) == v6:
+                return local
+        return None
+
+    def is_local(self, host: str, port: int | None) -> bool:
+        """Whether ``host:port`` names one of this endpoint's listeners (port None: 5060)."""
+        host = strip_brackets(host).lower()
+        for listener in self.listeners:
+            local = listener.local
+            default = 5061 if local.transport == "TLS" else 5060
+            if local.host.lower() == host and local.port == (port or default):
+                return True
+        return False
+
     async def start_request(
         self,
         request: Request,
@@ -494,10 +550,13 @@ class Endpoint:
         *,
         on_provisional: ResponseCallback | None = None,
         on_final: ResponseCallback | None = None,
+        on_error: Callable[[Exception], None] | None = None,
         future: asyncio.Future[Response] | None = None,
+        branch: str | None = None,
     ) -> ClientTransaction:
         """Send ``request`` to ``address`` in a new client transaction: a Via with a fresh
-        branch is added; a UDP request too large for the path (§18.1.1) goes over TCP."""
+        branch (or ``branch``) is added; a UDP request too large for the path (§18.1.1)
+        goes over TCP."""
         if address.transport == "UDP" and needs_congestion_control(len(bytes(request)) + 200):
             address = Address("TCP", address.host, address.port)
         v6 = ":" in address.host
@@ -512,10 +571,10 @@ class Endpoint:
             listener = self._stream_listener(address.transport, v6)
             local = listener.local if listener else Address(address.transport, *connection.local)
         request.prepend_header(
-            "Via", f"SIP/2.0/{address.transport} {local.host_port};branch={new_branch()};rport"
+            "Via", f"SIP/2.0/{address.transport} {local.host_port};branch={branch or new_branch()};rport"
         )
         tx = self.layer.send_request(request, address, self.loop.time())
-        tx.user_data = _Waiter(future, on_provisional, on_final)
+        tx.user_data = _Waiter(future, on_provisional, on_final, on_error)
         self._process()
         return tx
 

@@ -21,6 +21,11 @@ def register_command(sub: argparse._SubParsersAction) -> None:
         help="udp:, tcp: or tls: address to listen on (repeatable; default udp and tcp 127.0.0.1:5060)",
     )
     p.add_argument("--domain", action="append", metavar="D", help="a domain this server is responsible for")
+    p.add_argument(
+        "--default-route",
+        metavar="SIP-URI",
+        help="next hop for requests for other domains (default: RFC 3263)",
+    )
     p.add_argument("--config", "-f", metavar="FILE", help="TOML configuration file")
     p.add_argument(
         "--no-auth",
@@ -50,6 +55,7 @@ def _serve(args: argparse.Namespace) -> int:
             auth=args.auth,
             algorithms=args.auth_algorithms.split(",") if args.auth_algorithms else None,
             log_level=args.log_level,
+            default_route=args.default_route,
         )
     except ConfigurationError as exc:
         print(f"sipstack serve: {exc}", file=sys.stderr)

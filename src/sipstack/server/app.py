@@ -20,7 +20,9 @@ from pathlib import Path
 
 from ..auth import DigestAuthenticator, NonceManager
 from ..endpoint import Endpoint, IncomingRequest
-from ..message import SipURI
+from ..errors import ParseError
+from ..message import SipURI, UnsupportedExtension, validate_request
+from ..proxy import Proxy, Target, detect_loop, preprocess_routes
 from ..registrar import Registrar, RegistrarConfig
 from ..storage import Store, open_store
 from .config import ServerConfig
@@ -61,6 +63,7 @@ class Server:
         self.store: Store | None = None
         self.endpoint: Endpoint | None = None
         self.registrar: Registrar | None = None
+        self.proxy: Proxy | None = None
         self.addresses: list[str] = []
         self._stopped = asyncio.Event()
         self._purger: asyncio.Task[None] | None = None
@@ -108,9 +111,15 @@ class Server:
             user_agent=config.user_agent,
         )
         server_ctx, client_ctx = self._tls_contexts()
+        # Lenient parsing: a proxy checks what it uses and forwards the rest (§16.3 step 1).
         self.endpoint = Endpoint(
-            user_agent=config.user_agent, tls_server_context=server_ctx, tls_client_context=client_ctx
+            user_agent=config.user_agent,
+            tls_server_context=server_ctx,
+            tls_client_context=client_ctx,
+            strict=False,
+            invite_trying_delay=0.0,  # §16.2: a stateful proxy answers INVITE with 100 at once
         )
+        self.proxy = Proxy(self.endpoint, default_route=config.default_route or None)
         self.endpoint.on_request(self._on_request)
         for spec in config.listen:
             address = await self.endpoint.listen(spec)
@@ -120,15 +129,78 @@ class Server:
     async def _on_request(self, incoming: IncomingRequest) -> None:
         request = incoming.request
         method = request.method
+        assert self.registrar is not None and self.proxy is not None and self.endpoint is not None
+        uri = request.uri
         if method == "ACK":
+            if incoming.transaction is None:  # the ACK for a 2xx: end to end (RFC 6026)
+                preprocess_routes(request, self.endpoint.is_local)
+                if detect_loop(request, self.endpoint.is_local):
+                    return
+                target = None
+                if (
+                    not request.has_header("route")
+                    and isinstance(uri, SipURI)
+                    and self.registrar.serves(uri.host)
+                ):
+                    bindings = await self.store.bindings(uri.aor, time.time()) if self.store else []
+                    if not bindings:
+                        return
+                    target = Target(bindings[0].contact, path=bindings[0].path)
+                await self.proxy.forward_ack(request, incoming.source, target)
             return
-        assert self.registrar is not None
-        if method == "REGISTER":
+        # RFC 3261 §16.3: the checks a proxy makes before anything else.
+        try:
+            validate_request(request, supported=(), require_headers=("proxy-require",))
+        except UnsupportedExtension as exc:
+            incoming.respond(420, headers=[("Unsupported", ", ".join(exc.unsupported))])
+            return
+        except ParseError as exc:
+            incoming.respond(exc.status_code, exc.reason)
+            return
+        if method == "REGISTER" and isinstance(uri, SipURI) and self.registrar.serves(uri.host):
             incoming.respond(await self.registrar.handle(request, incoming.source))
-        elif method == "OPTIONS" and self._addressed_to_us(request.uri):
-            incoming.respond(200, headers=[("Allow", ALLOW), ("Accept", "application/sdp")])
-        else:
-            incoming.respond(501)
+            return
+        if self._addressed_to_us(uri) and not request.has_header("route"):
+            if method == "OPTIONS":  # §11: OPTIONS for the server itself
+                incoming.respond(200, headers=[("Allow", ALLOW), ("Accept", "application/sdp")])
+            else:
+                incoming.respond(405 if method != "CANCEL" else 481, headers=[("Allow", ALLOW)])
+            return
+        if method == "CANCEL":
+            self.proxy.cancel(incoming)
+            return
+        hops = request.max_forwards
+        if hops is not None and hops <= 0:
+            incoming.respond(483)  # §16.3 step 3
+            return
+        preprocess_routes(request, self.endpoint.is_local)  # §16.4
+        if detect_loop(request, self.endpoint.is_local):
+            incoming.respond(482)  # §16.3 step 4
+            return
+        targets = await self._targets(incoming)
+        if targets is None:
+            return
+        await self.proxy.forward(incoming, targets)
+
+    async def _targets(self, incoming: IncomingRequest) -> list[Target] | None:
+        """§16.5: the Request-URI itself, unless it is in a domain of ours and no Route is
+        left, in which case the location service gives the contacts (404 for an unknown
+        user, 480 for a user with no binding)."""
+        request = incoming.request
+        uri = request.uri
+        if request.has_header("route") or not isinstance(uri, SipURI) or not self.registrar.serves(uri.host):
+            return [Target(request.uri_text)]
+        assert self.store is not None
+        if uri.user is None:
+            incoming.respond(404)
+            return None
+        now = time.time()
+        bindings = await self.store.bindings(uri.aor, now)
+        if bindings:
+            return [Target(b.contact, b.q if b.q is not None else 1.0, b.path) for b in bindings]
+        known = await self.store.get_user(f"{uri.user}@{uri.host.lower()}")
+        incoming.respond(480 if known is not None else 404)
+        return None
 
     def _addressed_to_us(self, uri: object) -> bool:
         return (

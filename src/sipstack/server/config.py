@@ -46,6 +46,8 @@ class ServerConfig:
     """CA bundle to verify peers (client certificates and outgoing TLS)."""
     tls_verify_client: bool = False
     """Require a client certificate on ``tls:`` listeners (mutual TLS)."""
+    default_route: str = ""
+    """Next hop (a SIP URI) for requests outside the served domains; empty: RFC 3263."""
     log_level: str = "info"
     user_agent: str = "sipstack"
 

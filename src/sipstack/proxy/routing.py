@@ -1,0 +1,98 @@
+"""Route processing of a proxy: §16.4 pre-processing, §16.6 Record-Route (RFC 5658), loop
+detection (§16.3 step 4) — pure functions over messages and the proxy's identity."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+
+from ..message import Request, SipURI
+from ..net import Address
+from ..transaction import MAGIC_COOKIE
+
+IsLocal = Callable[[str, int | None], bool]
+
+
+def is_own_uri(uri: object, is_local: IsLocal) -> bool:
+    """A URI this proxy put in a Record-Route (its host:port, no user part)."""
+    return isinstance(uri, SipURI) and uri.user is None and is_local(uri.host, uri.port)
+
+
+def preprocess_routes(request: Request, is_local: IsLocal) -> None:
+    """RFC 3261 §16.4 with RFC 5658 §3.4: a Request-URI that is ours came from a strict
+    router (replace it with the last Route); then pop every leading Route that is ours (two
+    of them when this proxy double record-routed)."""
+    if is_own_uri(request.uri, is_local) and request.has_header("route"):
+        routes = request.header_values("route")
+        last = routes[-1]
+        uri_text = last[last.index("<") + 1 : last.index(">")] if "<" in last else last
+        request.uri = uri_text
+        _drop_last_route(request, len(routes))
+    while True:
+        routes = request.route
+        if not routes or not is_own_uri(routes[0].uri, is_local):
+            return
+        request.pop_value("route")
+
+
+def _drop_last_route(request: Request, count: int) -> None:
+    values = request.header_values("route")[: count - 1]
+    request.remove_header("route")
+    for value in values:
+        request.add_header("Route", value)
+
+
+def record_route_uri(local: Address) -> str:
+    """The URI this proxy record-routes with on ``local`` (RFC 3261 §16.6 step 4; lr)."""
+    transport = "" if local.transport == "UDP" else f";transport={local.transport.lower()}"
+    scheme = "sips" if local.transport == "TLS" else "sip"
+    return f"<{scheme}:{local.host_port}{transport};lr>"
+
+
+def add_record_route(request: Request, incoming: Address | None, outgoing: Address | None) -> None:
+    """§16.6 step 4; RFC 5658 §3.2: when the request leaves on another transport or IP family
+    than it came on, two entries — the outgoing interface on top, the incoming one below —
+    so each side of the dialog reaches this proxy on its own side."""
+    if outgoing is None:
+        return
+    if incoming is not None and incoming != outgoing:
+        request.prepend_header("Record-Route", record_route_uri(incoming))
+    request.prepend_header("Record-Route", record_route_uri(outgoing))
+
+
+def loop_hash(request: Request) -> str:
+    """The part of a branch that identifies a request as this proxy received it (§16.6 step
+    8): equal on a looped request, different on a legitimate spiral (retargeted)."""
+    parts = [
+        request.uri_text,
+        request.from_.tag or "",
+        request.to.tag or "",
+        request.call_id,
+        str(request.cseq.seq),
+        ",".join(request.header_values("route")),
+        ",".join(request.header_values("proxy-require")),
+    ]
+    return hashlib.blake2s("\x00".join(parts).encode(), digest_size=8).hexdigest()
+
+
+def proxy_branch(request: Request, index: int) -> str:
+    """A branch for a forwarded copy: the magic cookie, the loop hash and the branch index,
+    plus randomness so that retries never collide (§16.6 step 8)."""
+    return f"{MAGIC_COOKIE}{loop_hash(request)}.{index}{os.urandom(3).hex()}"
+
+
+def detect_loop(request: Request, is_local: IsLocal) -> bool:
+    """§16.3 step 4: a Via of ours whose branch carries this request's loop hash."""
+    current = None
+    for via in request.via:
+        if not is_local(via.host, via.port):
+            continue
+        branch = via.branch or ""
+        if not branch.startswith(MAGIC_COOKIE):
+            continue
+        if current is None:
+            current = loop_hash(request)
+        if branch[len(MAGIC_COOKIE) :].split(".", 1)[0] == current:
+            return True
+    return False
