@@ -176,6 +176,7 @@ class Endpoint:
         self._timer_at: float | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._request_udp: list[UdpListener] = []
         self.draining = False
         self.stats = {"requests_in": 0, "responses_in": 0, "malformed": 0, "sent": 0, "send_errors": 0}
 
@@ -187,17 +188,25 @@ class Endpoint:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def listen(self, spec: str | ListenSpec) -> Address:
+    async def listen(self, spec: str | ListenSpec, *, for_requests: bool = False) -> Address:
         """Listen on ``udp:HOST:PORT``, ``tcp:…`` or ``tls:…`` (port 0: any); the address
-        bound, as written in Vias."""
+        bound, as written in Vias. A UDP socket ``for_requests`` sends this endpoint's own
+        requests (its port in their Via), the others answer: with several worker processes
+        sharing a port, each worker's responses then come back to it."""
         self._loop = asyncio.get_running_loop()
         if isinstance(spec, str):
             spec = ListenSpec.parse(spec)
         listener: UdpListener | StreamListener
         if spec.transport == "UDP":
-            listener = await UdpListener.create(self, spec, reuse_port=self.reuse_port)
+            listener = await UdpListener.create(self, spec, reuse_port=self.reuse_port and not for_requests)
+            if for_requests:
+                self._request_udp.append(listener)
+                log.info("sending requests from %s", listener.local)
+                return listener.local
         else:
-            listener = await StreamListener.create(self.connections, spec, self.tls_server_context)
+            listener = await StreamListener.create(
+                self.connections, spec, self.tls_server_context, reuse_port=self.reuse_port
+            )
         self.listeners.append(listener)
         self._start_sweeper()
         log.info("listening on %s", listener.local)
@@ -237,9 +246,10 @@ class Endpoint:
             await asyncio.wait(list(self._tasks), timeout=timeout)
 
     async def close(self) -> None:
-        for listener in self.listeners:
+        for listener in [*self.listeners, *self._request_udp]:
             listener.close()
         self.listeners.clear()
+        self._request_udp.clear()
         self.connections.close_all()
         for handle in (self._timer, self._sweeper):
             if handle is not None:
@@ -440,7 +450,8 @@ class Endpoint:
     def _send(self, data: bytes, address: Address, tx: Any) -> None:
         try:
             if address.transport == "UDP":
-                self._udp_listener(address).send(data, address)
+                requests = tx is not None and isinstance(tx, ClientTransaction)
+                self._udp_listener(address, requests=requests).send(data, address)
             else:
                 connection = self.connections.find(address)
                 if connection is None:
@@ -469,9 +480,9 @@ class Endpoint:
                 self.layer.transport_error(tx, self.loop.time())
                 self._process()
 
-    def _udp_listener(self, address: Address) -> UdpListener:
+    def _udp_listener(self, address: Address, *, requests: bool = False) -> UdpListener:
         v6 = ":" in address.host
-        for listener in self.listeners:
+        for listener in [*self._request_udp, *self.listeners] if requests else self.listeners:
             if isinstance(listener, UdpListener) and (":" in listener.local.host) == v6:
                 return listener
         raise TransportError(f"no UDP listener for {'IPv6' if v6 else 'IPv4'}: call listen() first")
@@ -536,7 +547,7 @@ class Endpoint:
     def is_local(self, host: str, port: int | None) -> bool:
         """Whether ``host:port`` names one of this endpoint's listeners (port None: 5060)."""
         host = strip_brackets(host).lower()
-        for listener in self.listeners:
+        for listener in [*self.listeners, *self._request_udp]:
             local = listener.local
             default = 5061 if local.transport == "TLS" else 5060
             if local.host.lower() == host and local.port == (port or default):
@@ -561,7 +572,7 @@ class Endpoint:
             address = Address("TCP", address.host, address.port)
         v6 = ":" in address.host
         if address.transport == "UDP":
-            local = self._udp_listener(address).local
+            local = self._udp_listener(address, requests=True).local
         else:
             try:
                 connection = await self.connections.connect(address)

@@ -9,6 +9,7 @@ import sys
 from ..endpoint import run
 from ..errors import ConfigurationError
 from ..server import Server, load_config
+from ..server.workers import run_workers
 from .admin import add_data_dir
 
 
@@ -26,6 +27,7 @@ def register_command(sub: argparse._SubParsersAction) -> None:
         metavar="SIP-URI",
         help="next hop for requests for other domains (default: RFC 3263)",
     )
+    p.add_argument("--workers", type=int, metavar="N", help="worker processes sharing the ports (default 1)")
     p.add_argument("--config", "-f", metavar="FILE", help="TOML configuration file")
     p.add_argument(
         "--no-auth",
@@ -56,6 +58,7 @@ def _serve(args: argparse.Namespace) -> int:
             algorithms=args.auth_algorithms.split(",") if args.auth_algorithms else None,
             log_level=args.log_level,
             default_route=args.default_route,
+            workers=args.workers,
         )
     except ConfigurationError as exc:
         print(f"sipstack serve: {exc}", file=sys.stderr)
@@ -66,8 +69,10 @@ def _serve(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     try:
+        if config.workers > 1:
+            return run_workers(config)
         run(Server(config).run())
-    except OSError as exc:
+    except (OSError, ImportError) as exc:
         print(f"sipstack serve: cannot start: {exc}", file=sys.stderr)
         return 2
     return 0

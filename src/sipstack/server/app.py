@@ -9,6 +9,7 @@ store is closed after in-flight requests finish.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import secrets
@@ -25,7 +26,9 @@ from ..message import SipURI, UnsupportedExtension, validate_request
 from ..proxy import Proxy, Target, detect_loop, preprocess_routes
 from ..registrar import Registrar, RegistrarConfig
 from ..storage import Store, open_store
+from ..transport.base import ListenSpec
 from .config import ServerConfig
+from .hook import Authenticate, Call, Decision, Forward, Reply, RoutingFunction, load_routing
 
 log = logging.getLogger("sipstack.server")
 
@@ -58,12 +61,15 @@ def open_data_store(data_dir: str | Path) -> Store:
 class Server:
     """A running ``sipstack serve``."""
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, *, worker: int | None = None) -> None:
         self.config = config
+        self.worker = worker
+        """This process's index among ``config.workers`` worker processes (None: alone)."""
         self.store: Store | None = None
         self.endpoint: Endpoint | None = None
         self.registrar: Registrar | None = None
         self.proxy: Proxy | None = None
+        self.routing: RoutingFunction | None = load_routing(config.routing) if config.routing else None
         self.addresses: list[str] = []
         self._stopped = asyncio.Event()
         self._purger: asyncio.Task[None] | None = None
@@ -87,6 +93,7 @@ class Server:
         config = self.config
         self.store = open_data_store(config.data_dir)
         authenticators = None
+        self.proxy_authenticators: dict[str, DigestAuthenticator] = {}
         if config.auth:
             nonces = NonceManager(load_secret(config.data_dir), lifetime=config.nonce_lifetime)
             # The realm is the domain (or the configured realm for every domain).
@@ -96,6 +103,16 @@ class Server:
                     nonces,
                     algorithms=config.algorithms,
                     max_failures=config.max_failures,
+                )
+                for domain in config.domains
+            }
+            self.proxy_authenticators = {
+                domain.lower(): DigestAuthenticator(
+                    config.realm or domain.lower(),
+                    nonces,
+                    algorithms=config.algorithms,
+                    max_failures=config.max_failures,
+                    proxy=True,
                 )
                 for domain in config.domains
             }
@@ -118,12 +135,27 @@ class Server:
             tls_client_context=client_ctx,
             strict=False,
             invite_trying_delay=0.0,  # §16.2: a stateful proxy answers INVITE with 100 at once
+            reuse_port=config.workers > 1,
         )
-        self.proxy = Proxy(self.endpoint, default_route=config.default_route or None)
+        self.proxy = Proxy(
+            self.endpoint,
+            default_route=config.default_route or None,
+            record_route=config.record_route,
+            timer_c=config.timer_c,
+        )
+        self.authenticators = authenticators
         self.endpoint.on_request(self._on_request)
         for spec in config.listen:
             address = await self.endpoint.listen(spec)
             self.addresses.append(str(address))
+        if config.workers > 1:
+            # Each worker sends its own requests from a port of its own, so that the
+            # responses come back to the worker that holds the transaction.
+            hosts = {
+                ListenSpec.parse(s).host for s in config.listen if ListenSpec.parse(s).transport == "UDP"
+            }
+            for host in sorted(hosts):
+                await self.endpoint.listen(ListenSpec("UDP", host, 0), for_requests=True)
         self._purger = asyncio.get_running_loop().create_task(self._purge_expired())
 
     async def _on_request(self, incoming: IncomingRequest) -> None:
@@ -173,14 +205,67 @@ class Server:
         if hops is not None and hops <= 0:
             incoming.respond(483)  # §16.3 step 3
             return
+        if self.config.auth_calls and not await self._caller_authenticated(incoming):
+            return
         preprocess_routes(request, self.endpoint.is_local)  # §16.4
         if detect_loop(request, self.endpoint.is_local):
             incoming.respond(482)  # §16.3 step 4
             return
+        if self.routing is not None:
+            decision = await self._route_hook(incoming)
+            if isinstance(decision, Reply):
+                incoming.respond(decision.status, decision.reason, headers=decision.headers)
+                return
+            if isinstance(decision, Forward):
+                await self.proxy.forward(incoming, [Target(uri) for uri in decision.targets])
+                return
+            if isinstance(decision, Authenticate) and not await self._caller_authenticated(incoming):
+                return
         targets = await self._targets(incoming)
         if targets is None:
             return
         await self.proxy.forward(incoming, targets)
+
+    async def _route_hook(self, incoming: IncomingRequest) -> Decision:
+        assert self.routing is not None
+        try:
+            decision = self.routing(Call(incoming.request, incoming.source))
+            if inspect.isawaitable(decision):
+                decision = await decision
+        except Exception:
+            log.exception("routing function %s failed on %s", self.config.routing, incoming.request.method)
+            return Reply(500, "Routing Failed")
+        if decision is not None and not isinstance(decision, (Forward, Reply, Authenticate)):
+            log.error("routing function %s returned %r", self.config.routing, decision)
+            return Reply(500, "Routing Failed")
+        return decision
+
+    async def _caller_authenticated(self, incoming: IncomingRequest) -> bool:
+        """RFC 3261 §22.3: a request from one of our domains must carry the caller's own
+        credentials (407 Proxy-Authenticate otherwise). Requests within a dialog (a To tag)
+        and from other domains pass."""
+        request = incoming.request
+        from_uri = request.from_.uri
+        if request.to.tag or not isinstance(from_uri, SipURI) or not self.authenticators:
+            return True
+        authenticator = self.proxy_authenticators.get(from_uri.host.lower())
+        if authenticator is None:
+            return True
+        credentials = authenticator.credentials_for(request)
+        user = None
+        if credentials is not None and self.store is not None:
+            user = await self.store.find_user(credentials.params.get("username", ""), authenticator.realm)
+        result = authenticator.verify(request, user, str(incoming.source))
+        if not result.ok:
+            if result.challenge is not None:
+                incoming.respond(result.challenge.status, headers=result.challenge.headers)
+            else:
+                incoming.respond(result.status or 403)
+            return False
+        if user is None or user.aor.lower() != f"{from_uri.user}@{from_uri.host}".lower():
+            incoming.respond(403, "Not Your Identity")
+            return False
+        return True
 
     async def _targets(self, incoming: IncomingRequest) -> list[Target] | None:
         """§16.5: the Request-URI itself, unless it is in a domain of ours and no Route is
@@ -228,6 +313,10 @@ class Server:
         """Start, serve until SIGINT/SIGTERM, then stop."""
         await self.start()
         config = self.config
+        if self.worker is not None:
+            log.info("worker %d of %d ready (pid %d)", self.worker + 1, config.workers, os.getpid())
+            await self._serve_until_stopped()
+            return
         log.info(
             "serving %s for %s; data in %s; authentication %s",
             ", ".join(self.addresses),
@@ -236,6 +325,9 @@ class Server:
             "on" if config.auth else "off",
         )
         self._print_next_steps()
+        await self._serve_until_stopped()
+
+    async def _serve_until_stopped(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop)

@@ -46,6 +46,16 @@ class ServerConfig:
     """CA bundle to verify peers (client certificates and outgoing TLS)."""
     tls_verify_client: bool = False
     """Require a client certificate on ``tls:`` listeners (mutual TLS)."""
+    record_route: bool = True
+    """Stay on the path of dialogs (RFC 3261 §16.6 step 4)."""
+    timer_c: float = 180.0
+    """Seconds an INVITE branch may ring without a final response (§16.6 step 11)."""
+    auth_calls: bool = False
+    """Require digest authentication (407, RFC 3261 §22.3) of requests from local users."""
+    routing: str = ""
+    """A Python routing function, ``module:function`` (see ``sipstack.server.hook``)."""
+    workers: int = 1
+    """Worker processes sharing the listening ports (SO_REUSEPORT)."""
     default_route: str = ""
     """Next hop (a SIP URI) for requests outside the served domains; empty: RFC 3263."""
     log_level: str = "info"
@@ -62,6 +72,21 @@ class ServerConfig:
             raise ConfigurationError(
                 f"auth.algorithms: choose among SHA-512-256, SHA-256, MD5 (got {unknown or 'none'})"
             )
+        if self.workers < 1:
+            raise ConfigurationError("workers: at least 1")
+        if self.workers > 1 and any(ListenSpec.parse(s).port == 0 for s in self.listen):
+            raise ConfigurationError("workers: several workers share a port, so listen ports cannot be 0")
+        if self.timer_c < 1:
+            raise ConfigurationError("proxy.timer_c: at least 1 second")
+        if self.default_route:
+            from ..message import ParseError, parse_uri
+
+            try:
+                parse_uri(self.default_route)
+            except ParseError as exc:
+                raise ConfigurationError(f"proxy.default_route: {exc.reason}") from None
+        if self.routing and ":" not in self.routing:
+            raise ConfigurationError("routing: expected module:function")
         if not self.domains:
             raise ConfigurationError("domains: at least one domain is needed")
         if not 1 <= self.min_expires <= self.default_expires <= self.max_expires:
@@ -82,6 +107,13 @@ _SECTIONS = {
         "algorithms": "algorithms",
         "nonce_lifetime": "nonce_lifetime",
         "max_failures": "max_failures",
+    },
+    "proxy": {
+        "record_route": "record_route",
+        "timer_c": "timer_c",
+        "auth_calls": "auth_calls",
+        "default_route": "default_route",
+        "routing": "routing",
     },
     "tls": {"cert": "tls_cert", "key": "tls_key", "ca": "tls_ca", "verify_client": "tls_verify_client"},
 }
@@ -108,6 +140,8 @@ def _from_toml(data: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigurationError(f"{key}: expected a list of strings")
             out[key] = tuple(value)
+        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            out[key] = float(value)
         elif not isinstance(value, type(default)):
             raise ConfigurationError(f"{key}: expected {type(default).__name__}, got {value!r}")
     return out

@@ -120,7 +120,12 @@ class StreamListener:
 
     @classmethod
     async def create(
-        cls, table: ConnectionTable, spec: ListenSpec, ssl_context: ssl.SSLContext | None = None
+        cls,
+        table: ConnectionTable,
+        spec: ListenSpec,
+        ssl_context: ssl.SSLContext | None = None,
+        *,
+        reuse_port: bool = False,
     ) -> StreamListener:
         if spec.transport == "TLS" and ssl_context is None:
             raise ValueError(f"{spec}: TLS needs a server certificate (ssl context)")
@@ -131,6 +136,7 @@ class StreamListener:
             spec.port,
             ssl=ssl_context if spec.transport == "TLS" else None,
             reuse_address=True,
+            reuse_port=reuse_port or None,
             backlog=1024,
         )
         return cls(table, spec, server)
