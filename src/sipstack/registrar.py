@@ -102,7 +102,8 @@ class Registrar:
         to_uri = request.to.uri
         if not isinstance(to_uri, SipURI) or to_uri.user is None:
             raise _Rejected(404, "Not Found")
-        if not self.serves(to_uri.host):
+        # Step 5: the AoR must be valid for the domain in the Request-URI.
+        if to_uri.host.lower().rstrip(".") != uri.host.lower().rstrip(".") or not self.serves(to_uri.host):
             raise _Rejected(404, "Not Found")
         aor = _canonical_aor(to_uri)
         # Steps 3 and 4: authenticate, and the credentials must be the AoR's own.
@@ -121,7 +122,7 @@ class Registrar:
             return self._ok(request, current, now)
         call_id = request.call_id
         cseq = request.cseq.seq
-        if contacts[0].is_star:
+        if any(contact.is_star for contact in contacts):
             if len(contacts) != 1 or request.expires != 0:
                 raise _Rejected(400, "Contact * needs Expires: 0 and no other Contact")
             updater = self._remove_all(call_id, cseq)
@@ -148,7 +149,10 @@ class Registrar:
                 return self._reply(request, result.challenge.status, None, result.challenge.headers)
             log.warning("REGISTER %s from %s: refused (%s)", aor, source, result.reason)
             return self._reply(request, result.status or 403, None)
-        if user is None or user.aor.lower() != aor.split(":", 1)[1].lower():
+        # Step 4: the user part compares case-sensitively, the host not (§19.1.4).
+        to_uri = request.to.uri
+        assert isinstance(to_uri, SipURI)
+        if user is None or user.aor != f"{to_uri.user}@{to_uri.host.lower()}":
             log.warning("REGISTER %s from %s: %s may not register it", aor, source, result.username)
             return self._reply(request, 403, "Forbidden")
         return None
@@ -164,7 +168,8 @@ class Registrar:
     def _wanted(self, contact: NameAddr, request: Request, source: Address, now: float) -> tuple:
         expires = self._expiry(contact, request)
         config = self.config
-        if 0 < expires < config.min_expires:
+        # Step 7: 423 iff the interval is above zero, below an hour and below the minimum.
+        if 0 < expires < 3600 and expires < config.min_expires:
             raise _Rejected(423, "Interval Too Brief")
         expires = min(expires, config.max_expires)
         params = {k: v for k, v in contact.params.items() if k not in _OWN_PARAMS}
