@@ -142,7 +142,8 @@ class Registrar:
         if credentials is not None:
             username = credentials.params.get("username", "")
             user = await self.store.find_user(username, authenticator.realm)
-        result = authenticator.verify(request, user, str(source))
+        # Guesses are counted per IP address (a new port or connection is no fresh start).
+        result = authenticator.verify(request, user, source.host)
         if not result.ok:
             if result.challenge is not None:
                 log.info("REGISTER %s from %s: challenged (%s)", aor, source, result.reason)

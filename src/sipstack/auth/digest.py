@@ -18,7 +18,7 @@ import re
 import secrets
 import struct
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -207,37 +207,41 @@ class AuthResult:
 
 
 class _Failures:
-    """Failure counts per key, decaying linearly to zero over ``window`` (a leaky bucket);
-    reaching ``limit`` blocks the key for a whole ``window``. At most ``cap`` keys are kept
-    (the least recently failed are dropped first)."""
+    """Failures per key within a sliding ``window``: the ``limit``-th failure inside it blocks
+    the key for a whole ``window``. At most ``cap`` keys are kept (the least recently failed
+    are dropped first)."""
 
     def __init__(self, limit: int, window: float, cap: int = _MAX_ENTRIES) -> None:
         self.limit, self.window, self.cap = limit, window, cap
-        self._entries: OrderedDict[str, tuple[float, float, float]] = OrderedDict()  # level, at, until
+        self._entries: OrderedDict[str, tuple[deque[float], float]] = OrderedDict()  # times, until
 
-    def _get(self, key: str, now: float) -> tuple[float, float]:
+    def _get(self, key: str, now: float) -> tuple[deque[float], float] | None:
         entry = self._entries.get(key)
         if entry is None:
-            return 0.0, 0.0
-        level, at, until = entry
-        level -= max(0.0, now - at) * self.limit / self.window
-        if level <= 0 and until <= now:
+            return None
+        times, until = entry
+        while times and now - times[0] >= self.window:
+            times.popleft()
+        if not times and until <= now:
             del self._entries[key]
-            return 0.0, 0.0
-        return max(level, 0.0), until
+            return None
+        return entry
 
     def level(self, key: str, now: float) -> float:
-        return self._get(key, now)[0]
+        entry = self._get(key, now)
+        return 0.0 if entry is None else float(len(entry[0]))
 
     def blocked(self, key: str, now: float) -> bool:
-        return self._get(key, now)[1] > now
+        entry = self._get(key, now)
+        return entry is not None and entry[1] > now
 
     def add(self, key: str, now: float) -> None:
-        level, until = self._get(key, now)
-        level += 1
-        if level >= self.limit - 1e-9:
+        entry = self._get(key, now)
+        times, until = entry if entry is not None else (deque(maxlen=self.limit), 0.0)
+        times.append(now)
+        if len(times) >= self.limit:
             until = now + self.window
-        self._entries[key] = (level, now, until)
+        self._entries[key] = (times, until)
         self._entries.move_to_end(key)
         while len(self._entries) > self.cap:
             self._entries.popitem(last=False)

@@ -255,7 +255,7 @@ class Server:
         user = None
         if credentials is not None and self.store is not None:
             user = await self.store.find_user(credentials.params.get("username", ""), authenticator.realm)
-        result = authenticator.verify(request, user, str(incoming.source))
+        result = authenticator.verify(request, user, incoming.source.host)
         if not result.ok:
             if result.challenge is not None:
                 incoming.respond(result.challenge.status, headers=result.challenge.headers)
