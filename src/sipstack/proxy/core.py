@@ -341,6 +341,15 @@ class Proxy:
     def forget(self, key: object) -> None:
         self.contexts.pop(key, None)
 
+    async def drain(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` s) until every proxied request has had its final answer."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while any(not c.answered for c in self.contexts.values()):
+            if asyncio.get_running_loop().time() >= deadline:
+                log.warning("%d proxied request(s) still unanswered at shutdown", len(self.contexts))
+                return
+            await asyncio.sleep(0.05)
+
     # -- stateless paths (RFC 6026) ---------------------------------------------------------
 
     def forward_stray_response(self, response: Response, source: Address) -> None:

@@ -19,21 +19,24 @@ def is_own_uri(uri: object, is_local: IsLocal) -> bool:
     return isinstance(uri, SipURI) and uri.user is None and is_local(uri.host, uri.port)
 
 
-def preprocess_routes(request: Request, is_local: IsLocal) -> None:
+def preprocess_routes(request: Request, is_local: IsLocal) -> int:
     """RFC 3261 §16.4 with RFC 5658 §3.4: a Request-URI that is ours came from a strict
     router (replace it with the last Route); then pop every leading Route that is ours (two
-    of them when this proxy double record-routed)."""
+    of them when this proxy double record-routed). Returns how many Routes of ours went."""
+    popped = 0
     if is_own_uri(request.uri, is_local) and request.has_header("route"):
         routes = request.header_values("route")
         last = routes[-1]
         uri_text = last[last.index("<") + 1 : last.index(">")] if "<" in last else last
         request.uri = uri_text
         _drop_last_route(request, len(routes))
+        popped += 1
     while True:
         routes = request.route
         if not routes or not is_own_uri(routes[0].uri, is_local):
-            return
+            return popped
         request.pop_value("route")
+        popped += 1
 
 
 def _drop_last_route(request: Request, count: int) -> None:

@@ -24,6 +24,7 @@ from ..endpoint import Endpoint, IncomingRequest
 from ..errors import ParseError
 from ..message import SipURI, UnsupportedExtension, validate_request
 from ..proxy import Proxy, Target, detect_loop, preprocess_routes
+from ..proxy.routing import is_own_uri
 from ..registrar import Registrar, RegistrarConfig
 from ..storage import Store, open_store
 from ..transport.base import ListenSpec
@@ -207,7 +208,7 @@ class Server:
             return
         if self.config.auth_calls and not await self._caller_authenticated(incoming):
             return
-        preprocess_routes(request, self.endpoint.is_local)  # §16.4
+        loose_routed = preprocess_routes(request, self.endpoint.is_local) > 0  # §16.4
         if detect_loop(request, self.endpoint.is_local):
             incoming.respond(482)  # §16.3 step 4
             return
@@ -221,6 +222,10 @@ class Server:
                 return
             if isinstance(decision, Authenticate) and not await self._caller_authenticated(incoming):
                 return
+        if loose_routed and request.to.tag:
+            # Within a dialog: the Request-URI is the remote target; relay it as it is.
+            await self.proxy.forward(incoming, [Target(request.uri_text)])
+            return
         targets = await self._targets(incoming)
         if targets is None:
             return
@@ -246,7 +251,12 @@ class Server:
         and from other domains pass."""
         request = incoming.request
         from_uri = request.from_.uri
-        if request.to.tag or not isinstance(from_uri, SipURI) or not self.authenticators:
+        if not isinstance(from_uri, SipURI) or not self.proxy_authenticators:
+            return True
+        # Within a dialog a request is loose-routed through us (our Record-Route came back as
+        # its Route); a To tag alone proves nothing and must not open the location service.
+        routes = request.route
+        if request.to.tag and routes and is_own_uri(routes[0].uri, self.endpoint.is_local):
             return True
         authenticator = self.proxy_authenticators.get(from_uri.host.lower())
         if authenticator is None:
@@ -362,6 +372,8 @@ class Server:
             self._purger.cancel()
         if self.endpoint is not None:
             await self.endpoint.drain(5.0)  # let requests in progress finish
+            if self.proxy is not None:
+                await self.proxy.drain(10.0)  # and the proxied ones get their final answers
             await self.endpoint.close()
         if self.store is not None:
             await self.store.close()

@@ -82,9 +82,17 @@ class ServerConfig:
             from ..message import ParseError, parse_uri
 
             try:
-                parse_uri(self.default_route)
+                scheme = parse_uri(self.default_route).scheme
             except ParseError as exc:
                 raise ConfigurationError(f"proxy.default_route: {exc.reason}") from None
+            if scheme not in ("sip", "sips"):
+                raise ConfigurationError("proxy.default_route: a sip: or sips: URI is needed")
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ConfigurationError(
+                f"log_level: one of debug, info, warning, error (got {self.log_level!r})"
+            )
+        if self.auth_calls and not self.auth:
+            raise ConfigurationError("proxy.auth_calls: needs authentication on (auth.enabled)")
         if self.routing and ":" not in self.routing:
             raise ConfigurationError("routing: expected module:function")
         if not self.domains:
@@ -122,6 +130,7 @@ _SECTIONS = {
 def _from_toml(data: dict[str, Any]) -> dict[str, Any]:
     names = {f.name for f in fields(ServerConfig)}
     out: dict[str, Any] = {}
+    where: dict[str, str] = {}  # field → the TOML key it came from, for error messages
     for key, value in data.items():
         if key in _SECTIONS and isinstance(value, dict):
             mapping = _SECTIONS[key]
@@ -130,21 +139,33 @@ def _from_toml(data: dict[str, Any]) -> dict[str, Any]:
                 if target is None:
                     raise ConfigurationError(f"{key}.{sub}: unknown setting")
                 out[target] = sub_value
-        elif key in names:
+                where[target] = f"{key}.{sub}"
+        elif key in names and not any(key in _section_fields(s) for s in _SECTIONS):
             out[key] = value
+            where[key] = key
         else:
             raise ConfigurationError(f"{key}: unknown setting")
+    defaults = ServerConfig()
     for key, value in out.items():
-        default = getattr(ServerConfig(), key)
+        name = where[key]
+        default = getattr(defaults, key)
         if isinstance(default, tuple):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ConfigurationError(f"{key}: expected a list of strings")
+                raise ConfigurationError(f"{name}: expected a list of strings")
             out[key] = tuple(value)
-        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        elif isinstance(default, bool) or isinstance(value, bool):
+            if not (isinstance(default, bool) and isinstance(value, bool)):
+                raise ConfigurationError(f"{name}: expected {type(default).__name__}, got {value!r}")
+        elif isinstance(default, float) and isinstance(value, int):
             out[key] = float(value)
         elif not isinstance(value, type(default)):
-            raise ConfigurationError(f"{key}: expected {type(default).__name__}, got {value!r}")
+            raise ConfigurationError(f"{name}: expected {type(default).__name__}, got {value!r}")
     return out
+
+
+def _section_fields(section: str) -> set[str]:
+    mapping = _SECTIONS[section]
+    return set(mapping.values()) if isinstance(mapping, dict) else set(mapping)
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> ServerConfig:

@@ -20,6 +20,7 @@ from multiprocessing.process import BaseProcess
 from ..endpoint import run
 from .app import Server, load_secret, open_data_store
 from .config import ServerConfig
+from .hook import load_routing
 
 log = logging.getLogger("sipstack.server")
 
@@ -45,6 +46,8 @@ async def _prepare(config: ServerConfig) -> None:
 
 def run_workers(config: ServerConfig) -> int:
     """Run ``config.workers`` worker processes until SIGINT/SIGTERM; the exit status."""
+    if config.routing:
+        load_routing(config.routing)  # fail here, once, rather than in every worker
     asyncio.run(_prepare(config))
     context = multiprocessing.get_context("spawn")
     level = logging.getLogger().getEffectiveLevel()
