@@ -97,6 +97,8 @@ async def serve(listen: str) -> None:
     async with Endpoint() as endpoint:
         endpoint.on_request(handle)
         local = await endpoint.listen(listen)
+        gc.collect()
+        gc.freeze()  # as sipstack serve does after start-up
         loop_type = type(loop)
         print(
             f"sipstack OPTIONS responder listening on {local}"

@@ -86,7 +86,7 @@ class IncomingRequest:
     def answered(self) -> bool:
         """Whether a final response has been sent."""
         tx = self.transaction
-        return tx is None or (tx.last_response is not None and tx.last_response.status_code >= 200)
+        return tx is None or tx.final_status is not None
 
     @property
     def to_tag(self) -> str:
@@ -534,6 +534,12 @@ class Endpoint:
         tx.user_data = _Waiter(future, on_provisional, on_final, on_error)
         self._process()
         return tx
+
+    def abandon(self, tx: ClientTransaction) -> None:
+        """End a client transaction the TU gave up on (a branch cancelled long ago, §9.1)."""
+        tx.user_data = None
+        self.layer.abandon(tx)
+        self._process()
 
     def local_address(self, transport: str, v6: bool = False) -> Address | None:
         """The listening address of ``transport`` (and IP family), as written in Vias and

@@ -216,7 +216,8 @@ class ResponseContext:
                 if self.is_invite:
                     self.incoming.respond(408)
                 return
-            self.incoming.respond(503 if codes else 480)
+            # §16.9: a transport failure counts as a 503, and a 503 goes upstream as 500.
+            self.incoming.respond(500 if codes else 480)
             return
         if best.status_code == 503:
             # The working group's 503 rule: a 503 is not passed upstream (§16.7 step 6).
@@ -268,11 +269,21 @@ class ResponseContext:
         if branch.cancelled or branch.request is None or branch.address is None:
             return
         branch.cancelled = True
+        # RFC 3261 §9.1: no final response 64*T1 after the CANCEL: the branch is over.
+        give_up = 64 * self.proxy.endpoint.layer.timers.T1
+        asyncio.get_running_loop().call_later(give_up, self._abandon, branch)
         cancel = make_cancel(branch.request)
         try:
             self.proxy.endpoint.send_prepared(cancel, branch.address)
         except (TransportError, ValueError) as exc:
             log.info("could not CANCEL branch to %s: %s", branch.address, exc)
+
+    def _abandon(self, branch: Branch) -> None:
+        if branch.final is not None:
+            return
+        if branch.tx is not None:
+            self.proxy.endpoint.abandon(branch.tx)
+        self._on_final(branch, Response(408, headers=()), synthetic=True)
 
 
 def _retry_after(response: Response) -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@ store is closed after in-flight requests finish.
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import logging
 import os
@@ -158,6 +159,9 @@ class Server:
             for host in sorted(hosts):
                 await self.endpoint.listen(ListenSpec("UDP", host, 0), for_requests=True)
         self._purger = asyncio.get_running_loop().create_task(self._purge_expired())
+        # What start-up built lives as long as the process: keep it out of every collection.
+        gc.collect()
+        gc.freeze()
 
     async def _on_request(self, incoming: IncomingRequest) -> None:
         request = incoming.request
@@ -170,11 +174,7 @@ class Server:
                 if detect_loop(request, self.endpoint.is_local):
                     return
                 target = None
-                if (
-                    not request.has_header("route")
-                    and isinstance(uri, SipURI)
-                    and self.registrar.serves(uri.host)
-                ):
+                if not request.has_header("route") and self._is_our_aor(uri):
                     bindings = await self.store.bindings(uri.aor, time.time()) if self.store else []
                     if not bindings:
                         return
@@ -283,12 +283,9 @@ class Server:
         user, 480 for a user with no binding)."""
         request = incoming.request
         uri = request.uri
-        if request.has_header("route") or not isinstance(uri, SipURI) or not self.registrar.serves(uri.host):
+        if request.has_header("route") or not self._is_our_aor(uri):
             return [Target(request.uri_text)]
-        assert self.store is not None
-        if uri.user is None:
-            incoming.respond(404)
-            return None
+        assert self.store is not None and isinstance(uri, SipURI)
         now = time.time()
         bindings = await self.store.bindings(uri.aor, now)
         if bindings:
@@ -296,6 +293,15 @@ class Server:
         known = await self.store.get_user(f"{uri.user}@{uri.host.lower()}")
         incoming.respond(480 if known is not None else 404)
         return None
+
+    def _is_our_aor(self, uri: object) -> bool:
+        """An address-of-record of a served domain: a user part, and no port or one of ours
+        (``sip:bob@127.0.0.1:40000`` is a contact on this host, not an AoR)."""
+        if not isinstance(uri, SipURI) or uri.user is None or self.registrar is None:
+            return False
+        if not self.registrar.serves(uri.host):
+            return False
+        return uri.port is None or (self.endpoint is not None and self.endpoint.is_local(uri.host, uri.port))
 
     def _addressed_to_us(self, uri: object) -> bool:
         return (

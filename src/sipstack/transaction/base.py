@@ -39,22 +39,21 @@ class State(enum.Enum):
 class Transaction:
     """A transaction of the table that created it. ``user_data`` is the TU's to use."""
 
-    __slots__ = ("address", "key", "layer", "reliable", "request", "state", "user_data")
+    __slots__ = ("address", "key", "layer", "method", "reliable", "request", "state", "user_data")
     kind: ClassVar[str] = ""
     TIMERS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, layer: TransactionLayer, key: tuple, request: Request, address: Address) -> None:
         self.layer = layer
         self.key = key
-        self.request = request
+        self.request: Request | None = request
+        """The request; released (None) once the transaction has its final response, so that
+        the many transactions waiting out Timers J, K, D, I, L and M hold no parsed messages."""
+        self.method = request.method
         self.address = address
         self.reliable = address.reliable
         self.state = State.TRYING
         self.user_data: Any = None
-
-    @property
-    def method(self) -> str:
-        return self.request.method
 
     @property
     def branch(self) -> str:
@@ -73,6 +72,10 @@ class Transaction:
     def _stop(self, *names: str) -> None:
         self.layer._deadlines.cancel_all(self, names)
 
+    def _release(self) -> None:
+        """Drop the parsed messages: what is left to do needs only bytes already built."""
+        self.request = None
+
     def _terminate(self) -> None:
         if self.state is State.TERMINATED:
             return
@@ -88,7 +91,7 @@ class Transaction:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.request.method} {self.key[0]} {self.state.value}>"
+        return f"<{type(self).__name__} {self.method} {self.key[0]} {self.state.value}>"
 
 
 def response_address(request: Request, source: Address) -> Address:

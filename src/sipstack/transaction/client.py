@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ..message import Request, Response
+from ..message import Request, Response, parse
 from .base import State, Transaction
 from .events import ResponseReceived, TransactionTimeout, TransactionTransportError
 
 
 class ClientTransaction(Transaction):
-    __slots__ = ("_data", "_interval", "last_response")
+    __slots__ = ("_data", "_interval", "_last", "final_status")
 
     def start(self, now: float) -> None:  # pragma: no cover - subclasses
         raise NotImplementedError
@@ -34,9 +34,21 @@ class ClientTransaction(Transaction):
     def on_response(self, response: Response, now: float) -> None:  # pragma: no cover
         raise NotImplementedError
 
+    @property
+    def last_response(self) -> Response | None:
+        """The last response passed to the TU (parsed again from its bytes)."""
+        if self._last is None:
+            return None
+        response = parse(self._last, strict=False)
+        assert isinstance(response, Response)
+        return response
+
     def _to_tu(self, response: Response) -> None:
-        self.last_response = response
+        self._last = bytes(response)
         self.layer._events.append(ResponseReceived(response, self.layer._source or self.address, self))
+        if response.status_code >= 200:
+            self.final_status = response.status_code
+            self._release()
 
     def on_transport_error(self, now: float) -> None:
         # Figures 5 and 6: Calling, Trying, Proceeding and Completed inform the TU.
@@ -52,7 +64,8 @@ class ClientInviteTransaction(ClientTransaction):
 
     def start(self, now: float) -> None:
         self.state = State.CALLING
-        self.last_response = None
+        self.final_status: int | None = None
+        self._last: bytes | None = None
         self._ack: bytes | None = None
         self._data = bytes(self.request)
         self._send(self._data)
@@ -79,6 +92,7 @@ class ClientInviteTransaction(ClientTransaction):
                 self._to_tu(response)
             else:
                 self.state = State.COMPLETED
+                assert self.request is not None
                 self._ack = bytes(make_ack(self.request, response))
                 self._send(self._ack)
                 self._start("D", 0.0 if self.reliable else self.layer.timers.D, now)
@@ -107,7 +121,8 @@ class ClientNonInviteTransaction(ClientTransaction):
 
     def start(self, now: float) -> None:
         self.state = State.TRYING
-        self.last_response = None
+        self.final_status = None
+        self._last = None
         self._data = bytes(self.request)
         self._send(self._data)
         timers = self.layer.timers

@@ -22,18 +22,18 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ..message import Request, Response, make_response
+from ..message import Request, Response, make_response, parse
 from .base import State, Transaction
 from .events import RequestReceived, TransactionTimeout, TransactionTransportError
 
 
 class ServerTransaction(Transaction):
-    __slots__ = ("_interval", "_last", "created", "last_response", "to_tag")
+    __slots__ = ("_interval", "_last", "created", "final_status", "to_tag")
 
     def start(self, now: float) -> None:
         self.created = now
         self._last: bytes | None = None
-        self.last_response: Response | None = None
+        self.final_status: int | None = None
         self.to_tag: str | None = None
 
     def on_request(self, request: Request, now: float) -> None:  # pragma: no cover
@@ -43,10 +43,21 @@ class ServerTransaction(Transaction):
         raise NotImplementedError
 
     def _send_response(self, response: Response) -> None:
-        self.last_response = response
         self.to_tag = response.to.tag
         self._last = bytes(response)
         self._send(self._last)
+        if response.status_code >= 200:
+            self.final_status = response.status_code
+            self._release()
+
+    @property
+    def last_response(self) -> Response | None:
+        """The last response sent (parsed again from its bytes: nothing parsed is kept)."""
+        if self._last is None:
+            return None
+        response = parse(self._last)
+        assert isinstance(response, Response)
+        return response
 
     def on_transport_error(self, now: float) -> None:
         if self.state is not State.TERMINATED:

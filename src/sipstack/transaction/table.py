@@ -162,6 +162,10 @@ class TransactionLayer:
             return
         self._events.append(SendMessage(bytes(response), address, None))
 
+    def abandon(self, transaction: Transaction) -> None:
+        """Terminate ``transaction`` now (its TU gave up on it)."""
+        transaction._terminate()
+
     def transport_error(self, transaction: Transaction, now: float) -> None:
         """The transport failed to send a message of ``transaction`` (§17.1.4, §17.2.4)."""
         if not transaction.terminated:
