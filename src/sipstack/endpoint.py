@@ -590,10 +590,14 @@ class Endpoint:
         request.prepend_header(
             "Via", f"SIP/2.0/{address.transport} {local.host_port};branch={branch or new_branch()};rport"
         )
-        tx = self.layer.send_request(request, address, self.loop.time())
-        tx.user_data = _Waiter(future, on_provisional, on_final, on_error)
-        self._process()
-        return tx
+        return self.send_prepared(
+            request,
+            address,
+            on_provisional=on_provisional,
+            on_final=on_final,
+            on_error=on_error,
+            future=future,
+        )
 
     async def request(
         self,
