@@ -36,6 +36,8 @@ class Target:
     uri: str
     q: float = 1.0
     path: list[str] = field(default_factory=list)
+    foreign: bool = False
+    """The Request-URI of a domain this proxy does not serve: the default route applies."""
 
 
 @dataclass(slots=True)
@@ -103,7 +105,7 @@ class ResponseContext:
         for value in reversed(target.path):
             request.prepend_header("Route", value)
         try:
-            address = await proxy.next_hop(request)
+            address = await proxy.next_hop(request, foreign=target.foreign)
         except TransportError as exc:
             log.info("%s %s: no route to %s: %s", request.method, self.request.call_id, target.uri, exc)
             branch.final = Response(503 if "resolve" in str(exc) else 408, headers=())
@@ -233,6 +235,13 @@ class ResponseContext:
         upstream = response.copy()
         assert isinstance(upstream, Response)
         upstream.pop_value("via")
+        if not upstream.has_header("via"):
+            # §16.7 step 3: no Via left: the response was meant for us, not forwarded. A final
+            # one still ends the caller's transaction, with our own response of that status.
+            log.warning("%d without a Via for the caller: answering it ourselves", response.status_code)
+            if response.status_code >= 200 and self.incoming.transaction is not None:
+                self.incoming.respond(response.status_code, response.reason)
+            return
         if extra_challenges:
             # §16.7 step 7: collect every challenge of every 401/407 branch.
             for other in self.responses:
@@ -309,10 +318,11 @@ class Proxy:
         self.contexts: dict[object, ResponseContext] = {}
         endpoint.on_stray_response(self.forward_stray_response)
 
-    async def next_hop(self, request: Request) -> Address:
-        """§16.6 step 7: the first Route (loose routing), the default route for requests we
-        are not responsible for, else RFC 3263 resolution of the Request-URI."""
-        if not request.has_header("route") and self.default_route is not None:
+    async def next_hop(self, request: Request, *, foreign: bool = False) -> Address:
+        """§16.6 step 7: the first Route (loose routing), the default route for a
+        ``foreign`` target (a domain we are not responsible for), else RFC 3263 resolution
+        of the Request-URI."""
+        if foreign and not request.has_header("route") and self.default_route is not None:
             uri = self.default_route
             if isinstance(uri, SipURI):
                 targets = await self.endpoint.resolver.resolve(uri)

@@ -283,8 +283,11 @@ class Server:
         user, 480 for a user with no binding)."""
         request = incoming.request
         uri = request.uri
-        if request.has_header("route") or not self._is_our_aor(uri):
+        if request.has_header("route"):
             return [Target(request.uri_text)]
+        if not self._is_our_aor(uri):
+            served = isinstance(uri, SipURI) and self.registrar.serves(uri.host)
+            return [Target(request.uri_text, foreign=not served)]
         assert self.store is not None and isinstance(uri, SipURI)
         now = time.time()
         bindings = await self.store.bindings(uri.aor, now)
