@@ -289,7 +289,16 @@ class Endpoint:
         self._received(message, source)
 
     def connection_closed(self, connection: Connection) -> None:
+        """RFC 3261 §18.4: a connection that fails is reported to the transactions that are
+        waiting on it (e.g. a TLS 1.3 server refusing our certificate after the handshake)."""
         log.debug("connection %r closed", connection)
+        waiting = self.layer.client_transactions_on(connection.id)
+        if not waiting:
+            return
+        now = self.loop.time()
+        for tx in waiting:
+            self.layer.transport_error(tx, now)
+        self._process()
 
     # -- receiving -------------------------------------------------------------------------
 

@@ -184,6 +184,14 @@ class TransactionLayer:
             return self._server.get((key[0], key[1], "INVITE"))
         return self._server.get((*key[:-2], "INVITE", key[-1]))
 
+    def client_transactions_on(self, connection: int) -> list[ClientTransaction]:
+        """Client transactions still waiting for a final response over ``connection``."""
+        return [
+            tx
+            for tx in self._client.values()
+            if tx.address.connection == connection and tx.final_status is None and not tx.terminated
+        ]
+
     def find_client(self, key: tuple[str, str]) -> ClientTransaction | None:
         return self._client.get(key)
 
