@@ -54,6 +54,9 @@ test: venv debs lint unit
 
 bench: $(VENV)/.stamp-bench bench-debs
 	$(PY) bench/parse.py
+	$(PY) bench/options.py
+	$(PY) bench/register.py
+	$(PY) bench/proxy.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis
