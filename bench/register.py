@@ -39,9 +39,11 @@ phones do. One SIPp call is one registration (two REGISTER transactions with aut
    if that passed, half-way to its best step. The "held" figure is the highest rate held (the
    CPU run included) below every held rate that failed.
 
-Prints tables and the ratios sipstack / Kamailio. Usage: ``python bench/register.py [--quick]``
-(--quick: about 75 s, 1 s steps, no steady state, no holds; full: about 6 minutes). Timings never make it
-exit non-zero; it exits 1 only when SIPp or a system under test could not be started at all.
+Prints tables and the ratios sipstack / Kamailio, with the CPU that other processes on the
+machine used during each run (a run they disturbed is flagged). Usage:
+``python bench/register.py [--quick]`` (--quick: about 75 s, 1 s steps, no steady state, no
+holds; full: about 6 minutes). Timings never make it exit non-zero; it exits 1 only when SIPp
+or a system under test could not be started at all.
 The helpers it shares with ``bench/options.py`` (processes, CPU accounting, SIPp statistics,
 the ramp's bookkeeping) are imported from there.
 """
@@ -622,7 +624,8 @@ def report(runs: list[Run], settings: Settings, quick: bool, fsync: float, load_
         f"{fsync:.2f} ms median); Kamailio keeps usrloc in memory (db_mode 0)."
     )
     warm = (
-        f" of {settings.warmup_seconds:g} s (sipstack not in its steady state: it keeps transactions 32 s)"
+        f" of {max(settings.warmup_seconds, settings.users / settings.cpu_rate + 1.0):g} s (one round of "
+        "users at least; sipstack not in its steady state: it keeps transactions 32 s)"
         if settings.warmup_seconds is not None
         else " until the steady state (sipstack 34 s: it keeps transactions 32 s; Kamailio one round of"
         " users)"
@@ -655,9 +658,14 @@ def report(runs: list[Run], settings: Settings, quick: bool, fsync: float, load_
         )
 
     say(
-        f"\nHighest rate: steps of {settings.step_seconds:g} s, the CPU run, and held runs (hold: "
-        f"sipstack {TIMER_J:g} s, into the steady state of its transactions; Kamailio "
-        f"{settings.hold_seconds:g} s); pass = SIPp sent >= 95 % of the rate and every registration got its "
+        f"\nHighest rate: steps of {settings.step_seconds:g} s, the CPU run"
+        + (
+            f", and held runs (hold: sipstack {TIMER_J:g} s, into the steady state of its transactions; "
+            f"Kamailio {settings.hold_seconds:g} s)"
+            if settings.holds
+            else " (no held runs with --quick: short steps flatter a system that falls slowly behind)"
+        )
+        + "; pass = SIPp sent >= 95 % of the rate and every registration got its "
         "200 with every request answered within 500 ms (no failed call, no retransmission); busiest = CPU "
         "of the system's busiest process, others = CPU of every process on the machine but the system and "
         "SIPp, 100 % = one core:"
