@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
 from .errors import ParseError, SipTimeoutError, TransportError
@@ -49,7 +49,9 @@ from .transaction.timers import DEFAULT_TIMERS
 from .transport.base import ListenSpec
 from .transport.resolver import ResolveError, Resolver
 from .transport.stream import Connection, ConnectionTable, StreamListener
+from .transport.keepalive import stun_binding
 from .transport.udp import UdpListener
+from .transport.ws import connect_ws
 from .transport.via import needs_congestion_control, stamp_via
 
 log = logging.getLogger("sipstack.endpoint")
@@ -152,6 +154,8 @@ class Endpoint:
         tls_server_context: Any = None,
         tls_client_context: Any = None,
         reuse_port: bool = False,
+        alias_tcp: bool = False,
+        via_alias: bool = False,
     ) -> None:
         self.layer = TransactionLayer(timers, invite_trying_delay=invite_trying_delay)
         self.resolver = resolver or Resolver()
@@ -167,7 +171,10 @@ class Endpoint:
             max_message_size=max_message_size,
             idle_timeout=idle_timeout,
             client_ssl=tls_client_context,
+            alias_tcp=alias_tcp,  # RFC 5923 aliases over plain TCP (TLS: always, certificate checked)
         )
+        self.via_alias = via_alias
+        """Offer the TLS connections this endpoint opens for reuse: ``alias`` in the Via (RFC 5923)."""
         self.listeners: list[UdpListener | StreamListener] = []
         self._handler: Handler | None = None
         self._stray_response: Callable[[Response, Address], None] | None = None
@@ -179,6 +186,9 @@ class Endpoint:
         self._request_udp: list[UdpListener] = []
         self.draining = False
         self.stats = {"requests_in": 0, "responses_in": 0, "malformed": 0, "sent": 0, "send_errors": 0}
+        self.tracer: Callable[[str, bytes, Address], None] | None = None
+        """Wire trace (``sipstack options -v``): called with ("recv" or "send", the message's
+        bytes, the peer's address) for every message received or handed to a transport."""
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -207,6 +217,7 @@ class Endpoint:
             listener = await StreamListener.create(
                 self.connections, spec, self.tls_server_context, reuse_port=self.reuse_port
             )
+            self._speak(spec.transport)
         self.listeners.append(listener)
         self._start_sweeper()
         log.info("listening on %s", listener.local)
@@ -272,7 +283,8 @@ class Endpoint:
     def datagram_received(self, data: bytes, source: Address, listener: UdpListener) -> None:
         if not data.strip(b"\r\n\x00 \t"):
             return  # keep-alive padding some phones send over UDP: nothing to answer
-
+        if self.tracer is not None:
+            self.tracer("recv", data, source)
         try:
             message = parse(data, strict=self.strict)
         except ParseError as exc:
@@ -283,6 +295,8 @@ class Endpoint:
     def stream_message(
         self, message: Request | Response | Malformed, source: Address, connection: Connection
     ) -> None:
+        if self.tracer is not None:
+            self.tracer("recv", message.data if isinstance(message, Malformed) else bytes(message), source)
         if isinstance(message, Malformed):
             self._malformed(message.data, message.error, source)
             return
@@ -401,9 +415,10 @@ class Endpoint:
                 incoming.respond(500)
             return
         if inspect.isawaitable(result):
-            task = self.loop.create_task(self._finish(result, incoming))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task = start_eagerly(self.loop, self._finish(result, incoming))
+            if task is not None:
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     async def _finish(self, result: Awaitable[None], incoming: IncomingRequest) -> None:
         try:
@@ -457,6 +472,8 @@ class Endpoint:
     # -- sending ---------------------------------------------------------------------------
 
     def _send(self, data: bytes, address: Address, tx: Any) -> None:
+        if self.tracer is not None:
+            self.tracer("send", data, address)
         try:
             if address.transport == "UDP":
                 requests = tx is not None and isinstance(tx, ClientTransaction)
@@ -505,6 +522,29 @@ class Endpoint:
             ):
                 return listener
         return None
+
+    # -- SIP Outbound and WebSocket flows (RFC 5626, RFC 7118) --------------------------------
+
+    def _speak(self, transport: str) -> None:
+        """Let RFC 3263 resolution yield ``transport`` (WS/WSS: ``transport=ws`` URIs)."""
+        if transport not in self.resolver.supported:
+            self.resolver.supported = (*self.resolver.supported, transport)
+
+    async def connect_ws(self, uri: str, *, origin: str | None = None) -> Connection:
+        """Open a SIP WebSocket flow to ``uri`` (``ws://host:port/`` or ``wss://…``) as a
+        client (RFC 7118); requests to its address (``ws:host:port``) then go over it, and
+        requests the server sends over it reach :meth:`on_request`."""
+        self._loop = asyncio.get_running_loop()
+        connection = await connect_ws(self.connections, uri, origin=origin)
+        self._speak(connection.transport_name)
+        self._start_sweeper()
+        return connection
+
+    async def stun_binding(self, server: Address, **schedule: Any) -> Address:
+        """This endpoint's reflexive address as ``server`` sees it: a STUN Binding request
+        (RFC 5389) from the UDP socket requests are sent from, i.e. over the SIP flow
+        (RFC 5626 §4.4.2). ``schedule``: ``rto``, ``rc``, ``rm`` of RFC 5389 §7.2.1."""
+        return await stun_binding(self._udp_listener(server, requests=True), server, **schedule)
 
     def send_stateless(self, message: Request | Response, address: Address) -> None:
         """Send outside any transaction (an ACK for a 2xx, a proxied 2xx, RFC 6026)."""
@@ -593,11 +633,13 @@ class Endpoint:
                 connection = await self.connections.connect(address)
             except (TimeoutError, OSError) as exc:
                 raise TransportError(f"cannot connect to {address}: {exc}") from exc
-            address = address._replace(connection=connection.id)
+            address = address._replace(transport=connection.transport_name, connection=connection.id)
             listener = self._stream_listener(address.transport, v6)
             local = listener.local if listener else Address(address.transport, *connection.local)
+        # RFC 5923 §5.2: offer a TLS connection we opened for requests back to us.
+        alias = ";alias" if self.via_alias and address.transport == "TLS" and connection.outbound else ""
         request.prepend_header(
-            "Via", f"SIP/2.0/{address.transport} {local.host_port};branch={branch or new_branch()};rport"
+            "Via", f"SIP/2.0/{address.transport} {local.host_port};branch={branch or new_branch()};rport{alias}"
         )
         return self.send_prepared(
             request,
@@ -648,6 +690,42 @@ class Endpoint:
         if response is not None:
             return response
         raise error or TransportError("no target to send to")
+
+
+def start_eagerly(
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]
+) -> asyncio.Task[Any] | None:
+    """Run ``coro`` at once, up to its first real suspension, and only then hand it to a Task
+    (Python 3.12's eager tasks, for 3.11). A request handler that never waits on I/O — a
+    proxied call whose target is an address, a registrar answering from memory — runs to
+    the end inside the datagram callback and costs no Task and no trip through the loop.
+    Returns the Task carrying the rest, or None when the coroutine finished."""
+    try:
+        yielded = coro.send(None)
+    except StopIteration:
+        return None
+    return loop.create_task(_resume(coro, yielded))
+
+
+async def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Any:
+    """Drive ``coro`` from where :func:`start_eagerly` left it: wait for what it yielded (a
+    future, or None for a bare yield), then step it on. The coroutine reads the future's
+    outcome itself (``Future.__await__`` returns or raises its result when resumed), and a
+    cancellation of this Task cancels that future, which the coroutine sees the same way."""
+    while True:
+        try:
+            if yielded is None:
+                await asyncio.sleep(0)
+            else:
+                # What a Task does with a future its coroutine yields: take it over.
+                yielded._asyncio_future_blocking = False
+                await yielded
+        except (Exception, asyncio.CancelledError):
+            pass
+        try:
+            yielded = coro.send(None)
+        except StopIteration as stop:
+            return stop.value
 
 
 def _warning_text(reason: str) -> str:

@@ -684,10 +684,13 @@ def _parse(data: bytes, strict: bool) -> Request | Response:
     typed["call-id"] = parse_call_id(_line_value(line))
     line = lines[first["cseq"]]
     typed["cseq"] = cseq = parse_cseq(_line_value(line))
-    line = lines[first["from"]]
-    typed["from"] = parse_name_addr(_line_value(line))
-    line = lines[first["to"]]
-    typed["to"] = parse_name_addr(_line_value(line))
+    if strict or msg.is_request:
+        # A proxy matches and routes responses by Via and CSeq alone; their From and To
+        # stay raw (parsed, and checked, when read).
+        line = lines[first["from"]]
+        typed["from"] = parse_name_addr(_line_value(line))
+        line = lines[first["to"]]
+        typed["to"] = parse_name_addr(_line_value(line))
     i = first.get("max-forwards")
     if i is not None:
         line = lines[i]

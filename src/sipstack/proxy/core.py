@@ -86,7 +86,10 @@ class ResponseContext:
     async def _next_group(self) -> None:
         while self.groups and not self.answered and not self.saw_6xx:
             group = self.groups.pop(0)
-            started = await asyncio.gather(*(self._start_branch(target) for target in group))
+            if len(group) == 1:  # the common case: no Task for a single branch
+                started = [await self._start_branch(group[0])]
+            else:
+                started = await asyncio.gather(*(self._start_branch(target) for target in group))
             if any(started):
                 return
         self._maybe_finish()
@@ -141,7 +144,7 @@ class ResponseContext:
     def _arm_timer_c(self, branch: Branch) -> None:
         if branch.timer_c is not None:
             branch.timer_c.cancel()
-        branch.timer_c = asyncio.get_running_loop().call_later(self.proxy.timer_c, self._timer_c, branch)
+        branch.timer_c = self.proxy.endpoint.loop.call_later(self.proxy.timer_c, self._timer_c, branch)
 
     def _timer_c(self, branch: Branch) -> None:
         # §16.8: with a provisional, CANCEL the branch; without, treat it as a 408.
@@ -195,7 +198,7 @@ class ResponseContext:
                 self.best = response
         if all(b.final is not None for b in self.branches):
             if self.groups and not self.answered and not self.saw_6xx:
-                asyncio.get_running_loop().create_task(self._next_group())
+                self.proxy.endpoint.loop.create_task(self._next_group())
             else:
                 self._maybe_finish()
 
@@ -280,7 +283,7 @@ class ResponseContext:
         branch.cancelled = True
         # RFC 3261 §9.1: no final response 64*T1 after the CANCEL: the branch is over.
         give_up = 64 * self.proxy.endpoint.layer.timers.T1
-        asyncio.get_running_loop().call_later(give_up, self._abandon, branch)
+        self.proxy.endpoint.loop.call_later(give_up, self._abandon, branch)
         cancel = make_cancel(branch.request)
         try:
             self.proxy.endpoint.send_prepared(cancel, branch.address)

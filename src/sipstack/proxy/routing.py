@@ -4,12 +4,11 @@ detection (§16.3 step 4) — pure functions over messages and the proxy's ident
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 
 from ..message import Request, SipURI
 from ..net import Address
-from ..transaction import MAGIC_COOKIE
+from ..transaction import MAGIC_COOKIE, random_hex
 
 IsLocal = Callable[[str, int | None], bool]
 
@@ -82,7 +81,7 @@ def loop_hash(request: Request) -> str:
 def proxy_branch(request: Request, index: int) -> str:
     """A branch for a forwarded copy: the magic cookie, the loop hash and the branch index,
     plus randomness so that retries never collide (§16.6 step 8)."""
-    return f"{MAGIC_COOKIE}{loop_hash(request)}.{index}{os.urandom(3).hex()}"
+    return f"{MAGIC_COOKIE}{loop_hash(request)}.{index}{random_hex(3)}"
 
 
 def detect_loop(request: Request, is_local: IsLocal) -> bool:

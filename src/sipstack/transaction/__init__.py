@@ -1,6 +1,6 @@
 """The transaction layer (RFC 3261 §17 with RFC 6026, RFC 4320), sans-I/O."""
 
-from .base import MAGIC_COOKIE, State, Transaction, new_branch, new_tag, response_address
+from .base import MAGIC_COOKIE, State, Transaction, new_branch, new_tag, random_hex, response_address
 from .client import (
     ClientInviteTransaction,
     ClientNonInviteTransaction,
@@ -46,6 +46,7 @@ __all__ = [
     "make_cancel",
     "new_branch",
     "new_tag",
+    "random_hex",
     "response_address",
     "server_key",
 ]

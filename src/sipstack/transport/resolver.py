@@ -10,6 +10,7 @@ transports upper-case ("UDP", "TCP", "TLS"). Nothing is cached here beyond dnspy
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import random
 from collections.abc import Awaitable, Sequence
@@ -68,6 +69,7 @@ def order_srv(records: Sequence[SrvRecord], rng: random.Random | None = None) ->
     return result
 
 
+@functools.lru_cache(maxsize=4096)
 def _ip_literal(host: str) -> str | None:
     """The canonical text of a numeric IPv4/IPv6 host (brackets stripped), else None."""
     try:
@@ -160,9 +162,12 @@ class Resolver:
             return None
         transport = _PARAM_TRANSPORTS.get(param, param.upper())
         if uri.secure:
-            if transport not in ("TCP", "TLS"):
+            if transport in ("WS", "WSS"):
+                transport = "WSS"  # RFC 7118 §5.2: sips with transport=ws is WebSocket over TLS
+            elif transport not in ("TCP", "TLS"):
                 raise ResolveError(f"a sips URI cannot use transport={param}")
-            transport = "TLS"
+            else:
+                transport = "TLS"
         if transport not in self.supported:
             raise ResolveError(f"transport {transport} (transport={param}) is not supported")
         return transport
