@@ -20,6 +20,7 @@ from sipkit import (
     HOST,
     ServeProcess,
     UdpClient,
+    ack_for,
     free_port,
     new_id,
     process_alive,
@@ -246,3 +247,80 @@ def test_bad_routing_module_with_workers_exits_2_with_a_clear_message(tmp_path: 
     done = run_cli("serve", "--config", "server.toml", "--data-dir", str(tmp_path / "data"), cwd=tmp_path)
     assert done.returncode == 2, done.stderr[-2000:]
     assert "cannot import 'nosuchmodule'" in done.stderr and "Traceback" not in done.stderr
+
+
+class RingingResponder(Responder):
+    """Answers an INVITE with 180 and holds it; a CANCEL gets 200 and the INVITE 487."""
+
+    def run(self) -> None:
+        sock = self.client.sock
+        pending: dict[str, Request] = {}
+        while not self._halt.is_set():
+            try:
+                data, source = sock.recvfrom(65535)
+            except (TimeoutError, OSError):
+                continue
+            message = parse(data)
+            if not isinstance(message, Request) or message.method == "ACK":
+                continue
+            if message.method == "INVITE":
+                pending[message.call_id] = message
+                sock.sendto(bytes(make_response(message, 180, to_tag="ring")), source)
+            elif message.method == "CANCEL":
+                sock.sendto(bytes(make_response(message, 200, to_tag="ring")), source)
+                invite = pending.pop(message.call_id, None)
+                if invite is not None:
+                    sock.sendto(bytes(make_response(invite, 487, to_tag="ring")), source)
+            else:
+                sock.sendto(bytes(make_response(message, 200, to_tag="ok")), source)
+
+
+def test_one_sources_calls_are_spread_over_both_workers_and_cancel_meets_its_invite(
+    tmp_path: Path,
+) -> None:
+    """Everything from ONE source socket (as from an upstream proxy): the workers share the
+    calls by Call-ID, and each call's CANCEL and ACK reach the worker holding its INVITE,
+    whichever worker the kernel hands them to."""
+    process, port = start_cluster(tmp_path)
+    responder = RingingResponder()
+    responder.start()
+    try:
+        with UdpClient() as client:
+            assert register(client, port, "carol@localhost", responder.uri).status_code == 200
+            for i in range(24):
+                invite = sip_request("INVITE", "sip:carol@localhost", local_port=client.port, cseq=1)
+                client.send(invite, port)
+                ringing = None
+                deadline = time.monotonic() + 5
+                while ringing is None and time.monotonic() < deadline:
+                    response = client.receive(timeout=1)
+                    if response is not None and response.status_code == 180:
+                        ringing = response
+                assert ringing is not None, f"call {i}: no 180"
+                cancel = (
+                    invite.decode()
+                    .replace("INVITE sip:carol", "CANCEL sip:carol", 1)
+                    .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL")
+                    .encode()
+                )
+                codes: dict[str, int] = {}
+                client.send(cancel, port)
+                deadline = time.monotonic() + 5
+                while len(codes) < 2 and time.monotonic() < deadline:
+                    response = client.receive(timeout=1)
+                    if response is not None and response.status_code >= 200:
+                        codes[response.cseq.method] = response.status_code
+                assert codes == {"CANCEL": 200, "INVITE": 487}, f"call {i}: {codes}"
+                client.send(ack_for(invite, response), port)
+    finally:
+        responder.stop()
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.proc.wait(12)
+        process.kill_all()
+    handled = {
+        int(w): int(n) for w, n in re.findall(r"worker (\d): (\d+) request\(s\) handled here", process.log())
+    }
+    assert set(handled) == {1, 2}, process.log()[-3000:]
+    # 1 REGISTER + 24 x (INVITE, CANCEL, ACK): each worker owns some of the calls.
+    assert sum(handled.values()) >= 73 and min(handled.values()) >= 3, handled

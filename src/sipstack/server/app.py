@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import ssl
 import sys
 import time
@@ -29,7 +30,9 @@ from ..proxy.routing import is_own_uri
 from ..registrar import Registrar, RegistrarConfig
 from ..storage import Store, open_store
 from ..transport.base import ListenSpec
+from ..transport.udp import UdpListener
 from .config import ServerConfig
+from .dispatch import Dispatcher, relay_group, spread_at_random
 from .hook import Authenticate, Call, Decision, Forward, Reply, RoutingFunction, load_routing
 
 GC_YOUNG = 50_000
@@ -68,6 +71,7 @@ class Server:
     def __init__(self, config: ServerConfig, *, worker: int | None = None) -> None:
         self.config = config
         self.worker = worker
+        self.dispatcher: Dispatcher | None = None
         """This process's index among ``config.workers`` worker processes (None: alone)."""
         self.store: Store | None = None
         self.endpoint: Endpoint | None = None
@@ -160,6 +164,8 @@ class Server:
             }
             for host in sorted(hosts):
                 await self.endpoint.listen(ListenSpec("UDP", host, 0), for_requests=True)
+            if self.worker is not None:
+                self._spread_requests(config.workers)
         self._purger = asyncio.get_running_loop().create_task(self._purge_expired())
         # What start-up built lives as long as the process: keep it out of every collection.
         gc.collect()
@@ -384,9 +390,27 @@ class Server:
             )
         print("\n".join(lines), file=sys.stderr, flush=True)
 
+    def _spread_requests(self, workers: int) -> None:
+        """Requests on the shared UDP port go to the worker owning their call, and the
+        kernel spreads datagrams over the workers at random (see :mod:`.dispatch`)."""
+        assert self.endpoint is not None and self.worker is not None
+        try:
+            self.dispatcher = Dispatcher(self.endpoint, self.worker, workers, relay_group())
+        except OSError as exc:  # no AF_UNIX datagram sockets here: the kernel's hash alone
+            log.warning("cannot relay requests between workers: %s", exc)
+            return
+        for listener in self.endpoint.listeners:
+            if isinstance(listener, UdpListener) and listener.socket_fileno() is not None:
+                with socket.socket(fileno=os.dup(listener.socket_fileno())) as shared:
+                    spread_at_random(shared, workers)
+        self.dispatcher.start()
+
     async def stop(self) -> None:
         if self._purger is not None:
             self._purger.cancel()
+        if self.dispatcher is not None:
+            self.dispatcher.close()
+            self.dispatcher = None
         if self.endpoint is not None:
             await self.endpoint.drain(5.0)  # let requests in progress finish
             if self.proxy is not None:

@@ -1,0 +1,170 @@
+"""Spreading one UDP port's requests over ``--workers N`` processes, by Call-ID.
+
+The workers share the listening UDP port (SO_REUSEPORT). The kernel picks the socket a
+datagram lands on by hashing its 4-tuple, so every request from one source — a phone, an
+upstream proxy, a load generator — reaches the same worker, and the others sit idle. Two
+things fix that:
+
+1. Where the kernel allows it (Linux: ``SO_ATTACH_REUSEPORT_CBPF``), a three-instruction
+   classic BPF program makes it pick a socket of the group at random for each datagram.
+2. Each worker owns the calls whose Call-ID hashes (CRC-32, the same in every process) to
+   its index. A request that lands on another worker is passed to its owner over a Unix
+   datagram socket with its source address, unparsed; the owner handles it as if it had
+   received it on the shared port (and answers from that port). A call's requests —
+   retransmissions, CANCEL, ACK, BYE — therefore always meet the transactions they belong
+   to, whichever worker the kernel chose. Responses need no relaying: each worker puts a
+   port of its own in the Via it adds, so they come back to the one holding the client
+   transaction. Requests over TCP/TLS stay with the worker holding the connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import re
+import socket
+import struct
+import zlib
+from collections.abc import Callable
+
+from ..endpoint import Endpoint
+from ..net import Address
+from ..transport.udp import UdpListener
+
+log = logging.getLogger("sipstack.server")
+
+SO_ATTACH_REUSEPORT_CBPF = 51  # <asm-generic/socket.h>
+_SKF_AD_RANDOM = -0x1000 + 56  # SKF_AD_OFF + SKF_AD_RANDOM: a random 32-bit number
+
+# The Call-ID header's value (long or compact form), from the raw bytes.
+_CALL_ID_RE = re.compile(rb"\r\n(?:call-id|i)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
+
+
+def spread_at_random(sock: socket.socket, workers: int) -> bool:
+    """Attach to ``sock``'s SO_REUSEPORT group a classic BPF program that returns a random
+    index below ``workers`` (``ld #rand; mod #workers; ret a``). False where the kernel or
+    platform refuses it (the kernel's 4-tuple hash then applies)."""
+    if not hasattr(socket, "SO_REUSEPORT") or workers < 2:
+        return False
+    program = b"".join(
+        (
+            struct.pack("=HBBi", 0x20, 0, 0, _SKF_AD_RANDOM),  # BPF_LD|BPF_W|BPF_ABS
+            struct.pack("=HBBI", 0x94, 0, 0, workers),  # BPF_ALU|BPF_MOD|BPF_K
+            struct.pack("=HBBI", 0x16, 0, 0, 0),  # BPF_RET|BPF_A
+        )
+    )
+    buffer = ctypes.create_string_buffer(program, len(program))
+    fprog = struct.pack("HL", len(program) // 8, ctypes.addressof(buffer))  # struct sock_fprog
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
+    except OSError as exc:
+        log.info("cannot spread datagrams over the workers at random (%s): by source instead", exc)
+        return False
+    return True
+
+
+def call_id_owner(data: bytes, workers: int) -> int | None:
+    """The index of the worker owning the call of the datagram ``data`` (None: no Call-ID
+    found; whoever received it handles it, and its parser says what is wrong)."""
+    match = _CALL_ID_RE.search(data, 0, data.find(b"\r\n\r\n") + 2 or len(data))
+    if match is None:
+        return None
+    return zlib.crc32(match.group(1).strip()) % workers
+
+
+def _socket_name(group: str, index: int) -> str:
+    return f"\0sipstack-{group}-w{index}"  # Linux abstract namespace: nothing on disk
+
+
+class Dispatcher:
+    """One worker's side: relays the requests it does not own, takes in those it does."""
+
+    def __init__(self, endpoint: Endpoint, index: int, workers: int, group: str) -> None:
+        self.endpoint = endpoint
+        self.index = index
+        self.workers = workers
+        self.group = group
+        self.stats = {"handled": 0, "relayed_out": 0, "relayed_in": 0, "relay_drops": 0}
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        self._sock.bind(_socket_name(group, index))
+        self._peers = [_socket_name(group, i) for i in range(workers)]
+        self._listeners: dict[int, UdpListener] = {}
+        self._deliver: Callable[[bytes, Address, UdpListener], None] | None = None
+
+    def start(self) -> None:
+        """Sit between the endpoint's shared UDP listeners and its parser."""
+        endpoint = self.endpoint
+        self._deliver = endpoint.datagram_received
+        for listener in endpoint.listeners:
+            if isinstance(listener, UdpListener):
+                self._listeners[listener.local.port] = listener
+                listener.user = self  # type: ignore[assignment]
+        endpoint.loop.add_reader(self._sock.fileno(), self._readable)
+
+    def close(self) -> None:
+        with contextlib.suppress(RuntimeError, ValueError):
+            self.endpoint.loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+        log.info(
+            "worker %d: %d request(s) handled here, %d passed to their owner, %d taken from "
+            "another worker, %d relay drop(s)",
+            self.index + 1,
+            self.stats["handled"],
+            self.stats["relayed_out"],
+            self.stats["relayed_in"],
+            self.stats["relay_drops"],
+        )
+
+    # The transport user's method, for the shared listeners.
+    def datagram_received(self, data: bytes, source: Address, listener: UdpListener) -> None:
+        assert self._deliver is not None
+        if data[:4] != b"SIP/":  # a request (responses come to our own port)
+            owner = call_id_owner(data, self.workers)
+            if owner is not None and owner != self.index:
+                self._relay(owner, data, source, listener)
+                return
+            self.stats["handled"] += 1
+        self._deliver(data, source, listener)
+
+    def _relay(self, owner: int, data: bytes, source: Address, listener: UdpListener) -> None:
+        head = f"{listener.local.port} {source.host} {source.port}\n".encode()
+        try:
+            self._sock.sendto(head + data, self._peers[owner])
+            self.stats["relayed_out"] += 1
+        except OSError as exc:  # the owner is gone (restarting) or its queue is full
+            self.stats["relay_drops"] += 1
+            log.debug("cannot pass a request to worker %d (%s): handling it here", owner + 1, exc)
+            self.stats["handled"] += 1
+            assert self._deliver is not None
+            self._deliver(data, source, listener)
+
+    def _readable(self) -> None:
+        assert self._deliver is not None
+        for _ in range(256):  # bounded: let the loop serve the sockets in between
+            try:
+                packet = self._sock.recv(70000)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("worker relay socket: %s", exc)
+                return
+            head, _, data = packet.partition(b"\n")
+            try:
+                port_text, host, source_port = head.decode().split(" ")
+                listener = self._listeners[int(port_text)]
+                source = Address("UDP", host, int(source_port))
+            except (ValueError, KeyError, UnicodeDecodeError):
+                log.warning("worker relay socket: dropped a malformed packet")
+                continue
+            self.stats["relayed_in"] += 1
+            self.stats["handled"] += 1
+            self._deliver(data, source, listener)
+
+
+def relay_group() -> str:
+    """A name shared by the workers of one server (its supervisor's PID) and no other."""
+    return str(os.getppid())
