@@ -47,12 +47,12 @@ from .transaction import (
 )
 from .transaction.timers import DEFAULT_TIMERS
 from .transport.base import ListenSpec
+from .transport.keepalive import stun_binding
 from .transport.resolver import ResolveError, Resolver
 from .transport.stream import Connection, ConnectionTable, StreamListener
-from .transport.keepalive import stun_binding
 from .transport.udp import UdpListener
-from .transport.ws import connect_ws
 from .transport.via import needs_congestion_control, stamp_via
+from .transport.ws import connect_ws
 
 log = logging.getLogger("sipstack.endpoint")
 
@@ -639,7 +639,8 @@ class Endpoint:
         # RFC 5923 §5.2: offer a TLS connection we opened for requests back to us.
         alias = ";alias" if self.via_alias and address.transport == "TLS" and connection.outbound else ""
         request.prepend_header(
-            "Via", f"SIP/2.0/{address.transport} {local.host_port};branch={branch or new_branch()};rport{alias}"
+            "Via",
+            f"SIP/2.0/{address.transport} {local.host_port};branch={branch or new_branch()};rport{alias}",
         )
         return self.send_prepared(
             request,

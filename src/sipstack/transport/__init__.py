@@ -1,1 +1,3 @@
-"""Transports: UDP, TCP and TLS sockets, and locating SIP servers (RFC 3263)."""
+"""Transports: UDP, TCP, TLS and WebSocket (RFC 7118) sockets, locating SIP servers
+(RFC 3263), connection reuse (RFC 5923), and the SIP Outbound keep-alives (RFC 5626:
+CRLF ping/pong, STUN)."""

@@ -18,11 +18,12 @@ if TYPE_CHECKING:
     from .stream import Connection
     from .udp import UdpListener
 
-TRANSPORT_NAMES = ("UDP", "TCP", "TLS")
+TRANSPORT_NAMES = ("UDP", "TCP", "TLS", "WS", "WSS")
 
 
 class ListenSpec(NamedTuple):
-    """``udp:127.0.0.1:5060``, ``tcp:[::1]:5060``, ``tls:0.0.0.0:5061`` (port 0: any free port)."""
+    """``udp:127.0.0.1:5060``, ``tcp:[::1]:5060``, ``tls:0.0.0.0:5061``, ``ws:127.0.0.1:8080``,
+    ``wss:…`` (WebSocket, RFC 7118; port 0: any free port)."""
 
     transport: str
     host: str
@@ -37,7 +38,7 @@ class ListenSpec(NamedTuple):
             )
         transport = m.group(1).upper()
         if transport not in TRANSPORT_NAMES:
-            raise ValueError(f"unknown transport {m.group(1)!r} in {text!r} (udp, tcp or tls)")
+            raise ValueError(f"unknown transport {m.group(1)!r} in {text!r} (udp, tcp, tls, ws or wss)")
         host = m.group(2) or m.group(3)
         port = int(m.group(4)) if m.group(4) else DEFAULT_PORTS[transport]
         if port > 65535:

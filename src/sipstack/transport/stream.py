@@ -1,5 +1,8 @@
 """SIP over TCP and TLS (RFC 3261 §18): connections, framing, and the connection table.
 
+WebSocket connections (RFC 7118, :mod:`.ws`) are connections of this table too, and
+RFC 5923 aliases (:mod:`.alias`) are looked up with the connections.
+
 Each connection frames messages by Content-Length (:class:`StreamParser`); a message that
 cannot be framed (no Content-Length, larger than the bound) closes the connection with a
 log line, a framed message that does not parse is handed up as ``Malformed`` so that it can
@@ -17,8 +20,9 @@ import time
 from collections.abc import Callable
 
 from ..errors import ParseError
-from ..message import Ping, Pong, StreamParser
+from ..message import Ping, Pong, Request, StreamParser
 from ..net import Address
+from .alias import AliasTable
 from .base import ListenSpec, TransportUser
 
 log = logging.getLogger("sipstack.transport")
@@ -39,6 +43,10 @@ class Connection(asyncio.Protocol):
         self.last_activity = time.monotonic()
         self._transport: asyncio.Transport | None = None
         self.closed = False
+        self.on_pong: Callable[[], None] | None = None
+        """Called on each keep-alive pong (RFC 5626 §4.4.1) received on this connection."""
+        self.close_callbacks: list[Callable[[Connection], None]] = []
+        """Called once when the connection is gone (a flow failure, RFC 5626 §4.4)."""
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -71,12 +79,20 @@ class Connection(asyncio.Protocol):
             )
             self.close()
             return
-        user = self.table.user
+        table = self.table
+        user = table.user
+        aliases = table.aliases if self.transport_name in table.aliases.transports else None
         for event in events:
-            if isinstance(event, Ping):
+            kind = type(event)
+            if kind is Ping:
                 self.send(b"\r\n")  # RFC 5626 §3.5.1: pong
-            elif not isinstance(event, Pong):
-                user.stream_message(event, self.remote, self)
+            elif kind is Pong:
+                if self.on_pong is not None:
+                    self.on_pong()
+            else:
+                if aliases is not None and kind is Request:
+                    aliases.note(event, self)  # type: ignore[arg-type]  # RFC 5923 §5.3
+                user.stream_message(event, self.remote, self)  # type: ignore[arg-type]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -84,6 +100,12 @@ class Connection(asyncio.Protocol):
         if exc is not None:
             log.debug("%s %s lost: %s", self.transport_name, self.remote.host_port, exc)
         self.table.user.connection_closed(self)
+        callbacks, self.close_callbacks = self.close_callbacks, []
+        for callback in callbacks:
+            try:
+                callback(self)
+            except Exception:
+                log.exception("close callback of %r failed", self)
 
     # -- sending --------------------------------------------------------------------------
 
@@ -93,6 +115,10 @@ class Connection(asyncio.Protocol):
             raise ConnectionError(f"{self.transport_name} connection to {self.remote.host_port} is closed")
         self.last_activity = time.monotonic()
         transport.write(data)
+
+    def send_ping(self) -> None:
+        """Send a keep-alive ping: CRLF CRLF between messages (RFC 5626 §4.4.1)."""
+        self.send(b"\r\n\r\n")
 
     def close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
@@ -127,14 +153,25 @@ class StreamListener:
         *,
         reuse_port: bool = False,
     ) -> StreamListener:
-        if spec.transport == "TLS" and ssl_context is None:
-            raise ValueError(f"{spec}: TLS needs a server certificate (ssl context)")
+        secure = spec.transport in ("TLS", "WSS")
+        if secure and ssl_context is None:
+            raise ValueError(f"{spec}: {spec.transport} needs a server certificate (ssl context)")
+        factory: Callable[[], Connection]
+        if spec.transport in ("WS", "WSS"):
+            from .ws import server_connection_factory  # RFC 7118
+
+            factory = server_connection_factory(table, spec.transport)
+        else:
+
+            def factory() -> Connection:
+                return Connection(table, spec.transport, outbound=False)
+
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            lambda: Connection(table, spec.transport, outbound=False),
+            factory,
             spec.host,
             spec.port,
-            ssl=ssl_context if spec.transport == "TLS" else None,
+            ssl=ssl_context if secure else None,
             reuse_address=True,
             reuse_port=reuse_port or None,
             backlog=1024,
@@ -157,6 +194,7 @@ class ConnectionTable:
         idle_timeout: float = 600.0,
         connect_timeout: float = 5.0,
         client_ssl: Callable[[], ssl.SSLContext] | ssl.SSLContext | None = None,
+        alias_tcp: bool = False,
     ) -> None:
         self.user = user
         self.max_connections = max_connections
@@ -167,6 +205,8 @@ class ConnectionTable:
         self.by_id: dict[int, Connection] = {}
         self.by_remote: dict[tuple[str, str, int], Connection] = {}
         self._pending: dict[tuple[str, str, int], asyncio.Future[Connection]] = {}
+        self.aliases = AliasTable(tcp=alias_tcp)
+        """Connections peers offered for reuse (RFC 5923)."""
 
     def __len__(self) -> int:
         return len(self.by_id)
@@ -185,15 +225,26 @@ class ConnectionTable:
         key = (remote.transport, remote.host, remote.port)
         if self.by_remote.get(key) is connection:
             del self.by_remote[key]
+        self.aliases.discard(connection)
 
     def find(self, address: Address) -> Connection | None:
-        """The connection ``address`` names (by id), or one to the same remote address."""
+        """The connection ``address`` names (by id), or one to the same remote address, or
+        one its peer offered for that address (an RFC 5923 alias)."""
         if address.connection is not None:
             connection = self.by_id.get(address.connection)
             if connection is not None and not connection.closed:
                 return connection
         connection = self.by_remote.get((address.transport, address.host, address.port))
-        return connection if connection is not None and not connection.closed else None
+        if connection is not None and not connection.closed:
+            return connection
+        if address.transport == "WS":
+            # RFC 7118 §5.2: transport=ws names both flavours; a secure one will do.
+            connection = self.by_remote.get(("WSS", address.host, address.port))
+            if connection is not None and not connection.closed:
+                return connection
+        if self.aliases:
+            return self.aliases.find(address.transport, address.host, address.port)
+        return None
 
     def client_ssl_context(self) -> ssl.SSLContext:
         ctx = self._client_ssl
@@ -206,8 +257,14 @@ class ConnectionTable:
     async def connect(self, address: Address, server_hostname: str | None = None) -> Connection:
         """A connection to ``address``: an open one, one being opened, or a new one."""
         existing = self.find(address)
+        if existing is None and server_hostname is not None and self.aliases:
+            existing = self.aliases.find(address.transport, server_hostname, address.port)
         if existing is not None:
             return existing
+        if address.transport in ("WS", "WSS"):
+            # RFC 7118 §5: WebSocket clients accept no connections; only the flow the client
+            # opened reaches it (connect_ws() opens one as a client).
+            raise ConnectionError(f"no WebSocket connection from {address.host_port} is open")
         key = (address.transport, address.host, address.port)
         pending = self._pending.get(key)
         if pending is not None:
