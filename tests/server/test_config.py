@@ -230,6 +230,7 @@ CERTS = '[tls]\ncert = "c.pem"\nkey = "k.pem"\n'
         pytest.param("[registrar]\nmin_expires = 0\n", "min_expires", id="min-zero"),
         pytest.param('listen = ["tls:127.0.0.1:5061"]\n', "tls", id="tls-without-cert"),
         pytest.param('listen = ["tls:127.0.0.1:5061"]\n[tls]\ncert = "c.pem"\n', "tls", id="tls-without-key"),
+        pytest.param('listen = ["wss:127.0.0.1:8443"]\n', "wss", id="wss-without-cert"),
         pytest.param(
             'workers = 2\nlisten = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:0"]\n',
             "workers",

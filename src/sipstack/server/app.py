@@ -32,7 +32,7 @@ from ..storage import Store, open_store
 from ..transport.base import ListenSpec
 from ..transport.udp import UdpListener
 from .config import ServerConfig
-from .dispatch import Dispatcher, relay_group, spread_at_random
+from .dispatch import Dispatcher, spread_at_random
 from .hook import Authenticate, Call, Decision, Forward, Reply, RoutingFunction, load_routing
 
 GC_YOUNG = 50_000
@@ -395,8 +395,10 @@ class Server:
         kernel spreads datagrams over the workers at random (see :mod:`.dispatch`)."""
         assert self.endpoint is not None and self.worker is not None
         try:
-            self.dispatcher = Dispatcher(self.endpoint, self.worker, workers, relay_group())
-        except OSError as exc:  # no AF_UNIX datagram sockets here: the kernel's hash alone
+            self.dispatcher = Dispatcher(
+                self.endpoint, self.worker, workers, Path(self.config.data_dir) / "workers"
+            )
+        except OSError as exc:  # the kernel's hash alone
             log.warning("cannot relay requests between workers: %s", exc)
             return
         for listener in self.endpoint.listeners:

@@ -21,7 +21,7 @@ DEFAULT_DATA_DIR = "sipstack-data"
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     listen: tuple[str, ...] = ("udp:127.0.0.1:5060", "tcp:127.0.0.1:5060")
-    """Where to listen: ``udp:HOST:PORT``, ``tcp:…``, ``tls:…``."""
+    """Where to listen: ``udp:HOST:PORT``, ``tcp:…``, ``tls:…``, ``ws:…``, ``wss:…``."""
     domains: tuple[str, ...] = ("localhost", "127.0.0.1")
     """Domains this server is responsible for (registrar and, later, proxy)."""
     data_dir: str = DEFAULT_DATA_DIR
@@ -99,10 +99,10 @@ class ServerConfig:
             raise ConfigurationError("domains: at least one domain is needed")
         if not 1 <= self.min_expires <= self.default_expires <= self.max_expires:
             raise ConfigurationError("registrar: need 1 <= min_expires <= default_expires <= max_expires")
-        if any(ListenSpec.parse(s).transport == "TLS" for s in self.listen) and not (
+        if any(ListenSpec.parse(s).transport in ("TLS", "WSS") for s in self.listen) and not (
             self.tls_cert and self.tls_key
         ):
-            raise ConfigurationError("tls: a tls: listener needs tls.cert and tls.key")
+            raise ConfigurationError("tls: a tls: or wss: listener needs tls.cert and tls.key")
         return self
 
 

@@ -8,8 +8,8 @@ things fix that:
 1. Where the kernel allows it (Linux: ``SO_ATTACH_REUSEPORT_CBPF``), a three-instruction
    classic BPF program makes it pick a socket of the group at random for each datagram.
 2. Each worker owns the calls whose Call-ID hashes (CRC-32, the same in every process) to
-   its index. A request that lands on another worker is passed to its owner over a Unix
-   datagram socket with its source address, unparsed; the owner handles it as if it had
+   its index. A request that lands on another worker is passed to its owner over a
+   loopback UDP socket with its source address, unparsed; the owner handles it as if it had
    received it on the shared port (and answers from that port). A call's requests —
    retransmissions, CANCEL, ACK, BYE — therefore always meet the transactions they belong
    to, whichever worker the kernel chose. Responses need no relaying: each worker puts a
@@ -26,8 +26,10 @@ import os
 import re
 import socket
 import struct
+import time
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 
 from ..endpoint import Endpoint
 from ..net import Address
@@ -74,26 +76,45 @@ def call_id_owner(data: bytes, workers: int) -> int | None:
     return zlib.crc32(match.group(1).strip()) % workers
 
 
-def _socket_name(group: str, index: int) -> str:
-    return f"\0sipstack-{group}-w{index}"  # Linux abstract namespace: nothing on disk
-
-
 class Dispatcher:
-    """One worker's side: relays the requests it does not own, takes in those it does."""
+    """One worker's side: relays the requests it does not own, takes in those it does.
 
-    def __init__(self, endpoint: Endpoint, index: int, workers: int, group: str) -> None:
+    The relay is a UDP socket on 127.0.0.1 per worker (a Unix datagram socket would do, but
+    Linux queues only ``net.unix.max_dgram_qlen`` — often 10 — datagrams per socket, far
+    too few for a burst); each worker writes its relay port to ``directory/w<i>.port`` and
+    reads the others' (again each second, so a restarted worker is found)."""
+
+    def __init__(self, endpoint: Endpoint, index: int, workers: int, directory: Path) -> None:
         self.endpoint = endpoint
         self.index = index
         self.workers = workers
-        self.group = group
+        self.directory = directory
         self.stats = {"handled": 0, "relayed_out": 0, "relayed_in": 0, "relay_drops": 0}
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-        self._sock.bind(_socket_name(group, index))
-        self._peers = [_socket_name(group, i) for i in range(workers)]
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        directory.mkdir(parents=True, exist_ok=True)
+        temporary = directory / f".w{index}.port.{os.getpid()}"
+        temporary.write_text(str(self.port))
+        temporary.replace(directory / f"w{index}.port")
+        self._peers: list[int | None] = [None] * workers
+        self._peers_read = -1.0
         self._listeners: dict[int, UdpListener] = {}
         self._deliver: Callable[[bytes, Address, UdpListener], None] | None = None
+
+    def _peer_ports(self) -> list[int | None]:
+        now = time.monotonic()
+        if now - self._peers_read >= 1.0:
+            self._peers_read = now
+            for i in range(self.workers):
+                try:
+                    self._peers[i] = int((self.directory / f"w{i}.port").read_text())
+                except (OSError, ValueError):
+                    self._peers[i] = None
+        return self._peers
 
     def start(self) -> None:
         """Sit between the endpoint's shared UDP listeners and its parser."""
@@ -131,27 +152,33 @@ class Dispatcher:
         self._deliver(data, source, listener)
 
     def _relay(self, owner: int, data: bytes, source: Address, listener: UdpListener) -> None:
+        port = self._peer_ports()[owner]
         head = f"{listener.local.port} {source.host} {source.port}\n".encode()
         try:
-            self._sock.sendto(head + data, self._peers[owner])
+            if port is None:
+                raise ConnectionError("not started")
+            self._sock.sendto(head + data, ("127.0.0.1", port))
             self.stats["relayed_out"] += 1
-        except OSError as exc:  # the owner is gone (restarting) or its queue is full
+        except OSError as exc:
+            # The owner is not up (starting, restarting) or the path is full: dropped like
+            # any UDP datagram; the sender's retransmission comes back to the owner. Never
+            # handled here: that would fork a call across two workers' transactions.
             self.stats["relay_drops"] += 1
-            log.debug("cannot pass a request to worker %d (%s): handling it here", owner + 1, exc)
-            self.stats["handled"] += 1
-            assert self._deliver is not None
-            self._deliver(data, source, listener)
+            log.debug("cannot pass a request to worker %d (%s): dropped", owner + 1, exc)
 
     def _readable(self) -> None:
         assert self._deliver is not None
         for _ in range(256):  # bounded: let the loop serve the sockets in between
             try:
-                packet = self._sock.recv(70000)
+                packet, sender = self._sock.recvfrom(70000)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                log.warning("worker relay socket: %s", exc)
+                log.debug("worker relay socket: %s", exc)
                 return
+            if sender[0] != "127.0.0.1" or sender[1] not in self._peer_ports():
+                log.warning("worker relay socket: dropped a packet from %s:%s, not a worker", *sender)
+                continue
             head, _, data = packet.partition(b"\n")
             try:
                 port_text, host, source_port = head.decode().split(" ")
@@ -163,8 +190,3 @@ class Dispatcher:
             self.stats["relayed_in"] += 1
             self.stats["handled"] += 1
             self._deliver(data, source, listener)
-
-
-def relay_group() -> str:
-    """A name shared by the workers of one server (its supervisor's PID) and no other."""
-    return str(os.getppid())
