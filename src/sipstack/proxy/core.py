@@ -69,16 +69,13 @@ class ResponseContext:
         self.proxy = proxy
         self.incoming = incoming
         self.request = incoming.request
+        self.is_invite = incoming.request.method == "INVITE"
         self.groups = groups
         self.branches: list[Branch] = []
         self.answered = False
         self.best: Response | None = None
         self.responses: list[Response] = []
         self.saw_6xx = False
-
-    @property
-    def is_invite(self) -> bool:
-        return self.request.method == "INVITE"
 
     async def start(self) -> None:
         await self._next_group()
@@ -203,8 +200,13 @@ class ResponseContext:
                 self._maybe_finish()
 
     def _done(self) -> None:
-        if self.answered and all(b.final is not None for b in self.branches) and self.incoming.transaction:
-            self.proxy.forget(self.incoming.transaction.key)
+        if self.answered and all(b.final is not None for b in self.branches):
+            if self.incoming.transaction:
+                self.proxy.forget(self.incoming.transaction.key)
+            # What stays alive until the transactions end (Timer J/K/L/M: up to 32 s) is
+            # only what a 2xx retransmission needs: the requests are done with.
+            for branch in self.branches:
+                branch.request = None
 
     def _maybe_finish(self) -> None:
         if self.answered or not all(b.final is not None for b in self.branches):
