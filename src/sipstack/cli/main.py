@@ -15,6 +15,7 @@ from ..message import ParseError, Request, parse
 from .admin import register_commands as register_admin
 from .admin import run_async
 from .serve import register_command as register_serve
+from .tools import register_commands as register_tools
 
 EXIT_OK, EXIT_SIP_FAILURE, EXIT_LOCAL_ERROR, EXIT_REMOTE_ERROR = 0, 1, 2, 3
 
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_parse)
     register_serve(sub)
     register_admin(sub)
+    register_tools(sub)
     return parser
 
 

@@ -1,0 +1,606 @@
+"""``sipstack options``: ping a SIP server or user agent with OPTIONS (RFC 3261 §11).
+
+The request goes out through :class:`~sipstack.endpoint.Endpoint`: RFC 3263 server location
+(NAPTR, SRV, A/AAAA) and failover to the next target after a timeout, a transport failure or
+a 503 are the library's. This module adds what a command-line ping needs around it: the
+local address to write in From and Via (never 0.0.0.0), a bound on the wait, the wire trace
+of ``-v`` (the endpoint's ``tracer`` hook), repeated pings, JSON, and exit codes.
+
+Exit codes are sipsak's (sipsak(1), RETURN VALUES; checked against sipsak 0.9.8.1):
+
+==  ==========================================================================================
+0   a 2xx final response (sipsak: 0 for 200 and 202 alike)
+1   a final response other than 2xx (3xx, 4xx, 5xx, 6xx; redirects are not followed)
+2   a local error: bad arguments, a name that does not resolve, a CA file that cannot be read
+3   a remote error: no final response in time, ICMP port/host unreachable, a TCP or TLS
+    connection refused or failed
+==  ==========================================================================================
+
+With ``--count N`` the exit code is that of the first ping that did not get a 2xx (0 when
+all did).
+
+ICMP errors: Linux reports them for an unconnected UDP socket only with ``IP_RECVERR``; the
+endpoint's socket gets that option here and its error queue is read so that a refused port
+ends the ping at once (as with sipsak) instead of after the timeout. Elsewhere, or if that
+fails, the timeout covers it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import socket
+import ssl
+import struct
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import __version__
+from ..endpoint import Endpoint, run
+from ..errors import ParseError, SipTimeoutError, TransportError
+from ..message import Request, Response, SipURI, parse_uri
+from ..net import Address, strip_brackets
+from ..transaction import new_tag
+from ..transport.resolver import ResolveError, Resolver
+from ..transport.udp import UdpListener
+
+EXIT_OK, EXIT_SIP_FAILURE, EXIT_LOCAL_ERROR, EXIT_REMOTE_ERROR = 0, 1, 2, 3
+DEFAULT_URI = "sip:127.0.0.1:5060"
+DEFAULT_TIMEOUT = 32.0  # RFC 3261 Timer F (64*T1): a non-INVITE transaction's own bound
+
+# Linux socket options (not in Python's socket module): report ICMP errors on unconnected
+# UDP sockets and queue them with the destination they were for (ip(7), ipv6(7)).
+_IP_RECVERR, _IPV6_RECVERR = 11, 25
+
+_TOP_BRANCH = re.compile(rb"^(?:via|v)[ \t]*:[^\r\n]*?;[ \t]*branch[ \t]*=[ \t]*([^;,\s]+)", re.I | re.M)
+_BARE_TARGET = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^:@;\[\]\s]+)(:\d{1,5})?")
+_PROTO_TARGET = re.compile(r"(udp|tcp|tls):(\[[0-9A-Fa-f:.]+\]|[^:\[\];]+)(?::(\d{1,5}))?", re.I)
+
+log = logging.getLogger("sipstack.cli.options")
+
+
+class LocalError(Exception):
+    """Something wrong on this side (exit code 2)."""
+
+
+# -- arguments ----------------------------------------------------------------------------------
+
+
+def target_uri(text: str) -> SipURI:
+    """The target as a SIP URI: ``sip:``/``sips:`` URIs as they are, ``udp:HOST[:PORT]``
+    (tcp, tls) as ``sip:HOST[:PORT];transport=…``, a bare ``HOST[:PORT]`` as ``sip:…``."""
+    text = text.strip()
+    m = _PROTO_TARGET.fullmatch(text)
+    if m:
+        port = f":{m.group(3)}" if m.group(3) else ""
+        text = f"sip:{m.group(2)}{port};transport={m.group(1).lower()}"
+    elif _BARE_TARGET.fullmatch(text):
+        text = f"sip:{text}"
+    try:
+        uri = parse_uri(text, request_uri=True)
+    except ParseError as exc:
+        raise LocalError(f"not a SIP URI: {text!r} ({exc.reason})") from None
+    if not isinstance(uri, SipURI):
+        raise LocalError(f"cannot send a request to a {uri.scheme}: URI ({text}); give a sip: or sips: URI")
+    return uri
+
+
+def _positive(kind: type[float] | type[int]) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+        return value
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def register_commands(sub: argparse._SubParsersAction) -> None:
+    epilog = """\
+output (stdout), one line per ping:
+  SEQ STATUS RTT_MS SOURCE REASON        e.g. 1 200 0.812 udp:127.0.0.1:5060 OK
+  SEQ timeout ELAPSED_MS - DETAIL        no final response within --timeout
+  SEQ unreachable ELAPSED_MS ADDR DETAIL ICMP unreachable, connection refused, TLS failure
+with --count N a summary follows on stderr; with --json, one JSON object instead.
+
+exit codes (sipsak's convention):
+  0  a 2xx final response
+  1  a final response other than 2xx (3xx, 4xx, 5xx, 6xx; redirects are not followed)
+  2  a local error: bad arguments, a name that does not resolve, an unreadable --ca-file
+  3  a remote error: no final response within --timeout, ICMP unreachable,
+     a TCP/TLS connection refused or failed
+  with --count N: the code of the first ping that got no 2xx
+"""
+    p = sub.add_parser(
+        "options",
+        help="send OPTIONS to a SIP URI and report the answer (a SIP ping)",
+        description="Send OPTIONS (RFC 3261 §11) to URI, locating the server by RFC 3263 "
+        "(failover to the next target on timeout, transport error or 503), and report the "
+        "final response.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "uri",
+        nargs="?",
+        default=DEFAULT_URI,
+        metavar="URI",
+        help=f"sip:/sips: URI, PROTO:HOST[:PORT] (udp, tcp, tls) or HOST[:PORT] (default {DEFAULT_URI})",
+    )
+    p.add_argument(
+        "--proxy",
+        metavar="URI",
+        help="send through this outbound proxy (a Route header with ;lr, RFC 3261 §8.1.2)",
+    )
+    p.add_argument(
+        "--transport",
+        choices=("udp", "tcp", "tls"),
+        help="use only this transport to the first hop (default: as RFC 3263 finds)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_positive(float),
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help=f"seconds to wait for a final response to each ping (default {DEFAULT_TIMEOUT:g}: Timer F)",
+    )
+    p.add_argument(
+        "--count", "-c", type=_positive(int), default=1, metavar="N", help="pings to send (default 1)"
+    )
+    p.add_argument(
+        "--interval",
+        type=_positive(float),
+        default=1.0,
+        metavar="S",
+        help="seconds between the starts of two pings (default 1)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object (status, reason, rtt_ms, server, user_agent, …, pings) instead of lines",
+    )
+    p.add_argument("--from", dest="from_uri", metavar="URI", help="From URI (default sip:sipstack@LOCAL-IP)")
+    p.add_argument(
+        "--header",
+        "-H",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="add a header (repeatable)",
+    )
+    p.add_argument("--ca-file", metavar="FILE", help="PEM CA certificates to verify a TLS server with")
+    p.add_argument("--insecure", action="store_true", help="TLS: do not verify the server's certificate")
+    p.add_argument(
+        "--verbose",
+        "-v",
+        action="count",
+        default=0,
+        help="print every message sent and received on stderr (-vv: also debug logs)",
+    )
+    p.set_defaults(func=_cmd_options)
+
+
+# -- the wire: trace, first transmissions, ICMP -------------------------------------------------
+
+
+def _top_branch(data: bytes) -> str | None:
+    m = _TOP_BRANCH.search(data, 0, data.find(b"\r\n\r\n") if b"\r\n\r\n" in data else len(data))
+    return m.group(1).decode("ascii", "replace") if m else None
+
+
+class Wire:
+    """The endpoint's tracer: prints messages with ``-v``, and notes when each transaction's
+    request was first sent, where final responses came from, and the UDP destinations of the
+    current ping (to match ICMP errors with)."""
+
+    def __init__(self, verbose: bool) -> None:
+        self.verbose = verbose
+        self.start = time.perf_counter()
+        self.first_sent: dict[str, float] = {}
+        self.final: dict[str, tuple[Address, float]] = {}
+        self.udp_destinations: set[tuple[str, int]] = set()
+        self.last_branch: str | None = None
+
+    def __call__(self, direction: str, data: bytes, address: Address) -> None:
+        now = time.perf_counter()  # the loop's clock may tick in whole ms (uvloop)
+        if self.verbose:
+            where = "sent to" if direction == "send" else "received from"
+            text = data.decode("utf-8", "replace").replace("\r\n", "\n").rstrip("\n")
+            sys.stderr.write(
+                f"--- {where} {address} ({len(data)} bytes) at +{(now - self.start) * 1000:.3f} ms ---\n"
+                f"{text}\n\n"
+            )
+            sys.stderr.flush()
+        branch = _top_branch(data)
+        if branch is None:
+            return
+        if direction == "send":
+            if address.transport == "UDP":
+                self.udp_destinations.add((address.host, address.port))
+            if not data.startswith(b"SIP/2.0 ") and branch not in self.first_sent:
+                self.first_sent[branch] = now
+                self.last_branch = branch
+        elif data.startswith(b"SIP/2.0 ") and data[8:9] != b"1" and branch not in self.final:
+            self.final[branch] = (address, now)
+
+
+class IcmpWatch:
+    """ICMP errors for the datagrams one UDP listener sent (Linux ``IP_RECVERR``): calls
+    ``report(host, port, errno)`` with the destination each error was for."""
+
+    def __init__(self, listener: UdpListener, report: Callable[[str, int, int], None]) -> None:
+        self.report = report
+        self._errors: socket.socket | None = None
+        if not sys.platform.startswith("linux"):
+            return
+        # The endpoint owns the socket; its transport is the only handle on it.
+        transport = getattr(listener, "_transport", None)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None:
+            return
+        try:
+            if ":" in listener.local.host:
+                sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
+            self._errors = socket.socket(fileno=os.dup(sock.fileno()))
+            self._errors.setblocking(False)
+        except OSError as exc:
+            log.debug("no ICMP error reports on %s: %s", listener.local, exc)
+            return
+        forward = listener.error_received
+
+        def error_received(exc: Exception) -> None:
+            self.drain()
+            forward(exc)
+
+        listener.error_received = error_received  # type: ignore[method-assign]
+
+    def drain(self) -> None:
+        """Read the socket's error queue: with it non-empty the socket stays readable."""
+        while self._errors is not None:
+            try:
+                _, ancillary, _, destination = self._errors.recvmsg(1, 1024, socket.MSG_ERRQUEUE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("reading the ICMP error queue: %s", exc)
+                return
+            for _level, _kind, data in ancillary:
+                if len(data) >= 4 and destination:
+                    # struct sock_extended_err: u32 ee_errno first (linux/errqueue.h)
+                    self.report(destination[0], destination[1], struct.unpack_from("=I", data)[0])
+
+    def close(self) -> None:
+        if self._errors is not None:
+            self._errors.close()
+            self._errors = None
+
+
+# -- one ping -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Ping:
+    """What became of one OPTIONS."""
+
+    seq: int
+    status: int | None = None
+    reason: str | None = None
+    rtt_ms: float | None = None
+    source: str | None = None
+    error: str | None = None  # "timeout", "unreachable" or "local"
+    detail: str | None = None
+    elapsed_ms: float = 0.0
+    response: Response | None = field(default=None, repr=False)
+
+    @property
+    def exit_code(self) -> int:
+        if self.error == "local":
+            return EXIT_LOCAL_ERROR
+        if self.error is not None or self.status is None:
+            return EXIT_REMOTE_ERROR
+        return EXIT_OK if 200 <= self.status < 300 else EXIT_SIP_FAILURE
+
+    def line(self) -> str:
+        source = self.source or "-"
+        if self.status is not None:
+            return f"{self.seq} {self.status} {self.rtt_ms:.3f} {source} {self.reason or ''}".rstrip()
+        return f"{self.seq} {self.error} {self.elapsed_ms:.3f} {source} {self.detail or ''}".rstrip()
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "seq": self.seq,
+            "status": self.status,
+            "reason": self.reason,
+            "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 3),
+            "source": self.source,
+            "error": self.error,
+            "detail": self.detail,
+        }
+        response = self.response
+        if response is not None:
+            via = response.via[0] if response.via else None
+            out |= {
+                "server": response.header("server"),
+                "user_agent": response.header("user-agent"),
+                "allow": response.header_values("allow"),
+                "supported": response.header_values("supported"),
+                "accept": response.header_values("accept"),
+                "warning": response.header("warning"),
+                "received": via.received if via is not None else None,
+                "rport": via.rport if via is not None else None,
+            }
+        return out
+
+
+def _describe_transport_error(exc: BaseException) -> str:
+    cause = exc.__cause__
+    if isinstance(cause, ssl.SSLError):
+        return f"{exc} (TLS)"
+    return str(exc)
+
+
+class Pinger:
+    """The endpoint, the request template and the per-ping bookkeeping."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.uri = target_uri(args.uri)
+        self.proxy = target_uri(args.proxy) if args.proxy else None
+        self.from_uri = target_uri(args.from_uri) if args.from_uri else None
+        self.headers = [self._header(h) for h in args.header]
+        self.endpoint: Endpoint | None = None
+        self.wire: Wire | None = None
+        self.watches: list[IcmpWatch] = []
+        self.unreachable: asyncio.Future[tuple[str, int, int]] | None = None
+        self.call_id = ""
+        self.from_value = ""
+
+    @staticmethod
+    def _header(text: str) -> tuple[str, str]:
+        name, colon, value = text.partition(":")
+        if not colon or not name.strip() or re.search(r"[\s:]", name.strip()):
+            raise LocalError(f"bad --header {text!r}: expected 'Name: value'")
+        return name.strip(), value.strip()
+
+    def _tls_context(self) -> ssl.SSLContext:
+        try:
+            context = ssl.create_default_context(cafile=self.args.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise LocalError(f"cannot read --ca-file {self.args.ca_file}: {exc}") from None
+        if self.args.insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def _route_uri(self) -> SipURI:
+        """The URI the first hop is found from: the proxy (with ;lr) or the target."""
+        if self.proxy is None:
+            return self.uri
+        proxy = self.proxy.copy(params=dict(self.proxy.params))
+        proxy.params.setdefault("lr", None)
+        return proxy
+
+    def request(self, seq: int) -> Request:
+        headers = [
+            ("Max-Forwards", "70"),
+            ("From", self.from_value),
+            ("To", f"<{self.uri}>"),
+            ("Call-ID", self.call_id),
+            ("CSeq", f"{seq} OPTIONS"),
+            ("User-Agent", f"sipstack/{__version__}"),
+            ("Accept", "application/sdp"),
+        ]
+        if self.proxy is not None:
+            headers.insert(0, ("Route", f"<{self._route_uri()}>"))
+        return Request("OPTIONS", str(self.uri), headers + self.headers)
+
+    async def open(self) -> None:
+        args = self.args
+        supported = (args.transport.upper(),) if args.transport else ("UDP", "TCP", "TLS")
+        resolver = Resolver(supported=supported)
+        self.endpoint = endpoint = Endpoint(
+            resolver=resolver, user_agent=None, tls_client_context=self._tls_context()
+        )
+        self.wire = Wire(verbose=args.verbose > 0)
+        endpoint.tracer = self.wire
+        route = [("Route", f"<{self._route_uri()}>")] if self.proxy is not None else []
+        probe = Request("OPTIONS", str(self.uri), route)
+        try:
+            targets = await endpoint.targets(probe)
+        except TransportError as exc:
+            hop = self._route_uri()
+            if isinstance(exc.__cause__, ResolveError):
+                raise LocalError(f"cannot resolve {hop}: {exc}") from None
+            raise LocalError(f"cannot send to {hop}: {exc}") from None
+        # The address this host sends from towards each IP family among the targets: written
+        # in From and in the Via of UDP requests (never 0.0.0.0).
+        local: dict[bool, str] = {}
+        for target in targets:
+            v6 = ":" in target.host
+            if v6 not in local:
+                with contextlib.suppress(OSError):
+                    local[v6] = source_address(target.host)
+        if not local:
+            raise LocalError(f"no route to {', '.join(str(t) for t in targets)} from this host")
+        for target in targets:
+            v6 = ":" in target.host
+            if target.transport == "UDP" and v6 in local and endpoint.local_address("UDP", v6) is None:
+                host = local[v6]
+                await endpoint.listen(f"udp:[{host}]:0" if v6 else f"udp:{host}:0")
+        for listener in endpoint.listeners:
+            if isinstance(listener, UdpListener):
+                self.watches.append(IcmpWatch(listener, self._icmp))
+        first = local.get(":" in targets[0].host) or next(iter(local.values()))
+        host = f"[{first}]" if ":" in first else first
+        self.from_value = f"<{self.from_uri or f'sip:sipstack@{host}'}>;tag={new_tag()}"
+        self.call_id = f"{new_tag()}{new_tag()}@{host}"
+
+    def _icmp(self, host: str, port: int, errno: int) -> None:
+        wire = self.wire
+        matches = wire is not None and (strip_brackets(host), port) in wire.udp_destinations
+        log.info("ICMP error for udp:%s:%d: %s", host, port, os.strerror(errno))
+        if matches and self.unreachable is not None and not self.unreachable.done():
+            self.unreachable.set_result((host, port, errno))
+
+    async def ping(self, seq: int) -> Ping:
+        endpoint, wire = self.endpoint, self.wire
+        assert endpoint is not None and wire is not None
+        loop = asyncio.get_running_loop()
+        wire.udp_destinations.clear()
+        wire.last_branch = None
+        self.unreachable = loop.create_future()
+        result = Ping(seq)
+        started = time.perf_counter()
+        task = asyncio.ensure_future(endpoint.request(self.request(seq)))
+        try:
+            done, _ = await asyncio.wait(
+                {task, self.unreachable}, timeout=self.args.timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            result.elapsed_ms = (time.perf_counter() - started) * 1000
+        if task in done:
+            try:
+                response = task.result()
+            except SipTimeoutError as exc:
+                result.error, result.detail = "timeout", str(exc)
+                return result
+            except TransportError as exc:
+                result.error, result.detail = "unreachable", _describe_transport_error(exc)
+                return result
+            self._answered(result, response)
+            return result
+        # Unreachable, or no answer in time: stop the transaction (no more retransmissions).
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        if wire.last_branch is not None:
+            tx = endpoint.layer.find_client((wire.last_branch, "OPTIONS"))
+            if tx is not None and not tx.terminated:
+                endpoint.abandon(tx)
+        if self.unreachable.done():
+            host, port, errno = self.unreachable.result()
+            result.error = "unreachable"
+            result.source = str(Address("UDP", host, port))
+            result.detail = f"{os.strerror(errno).lower()} (ICMP)"
+        else:
+            result.error = "timeout"
+            result.detail = f"no final response within {self.args.timeout:g} s"
+        return result
+
+    def _answered(self, result: Ping, response: Response) -> None:
+        wire = self.wire
+        assert wire is not None
+        result.response = response
+        result.status = response.status_code
+        result.reason = response.reason
+        branch = response.via[0].branch if response.via else None
+        final = wire.final.get(branch or "")
+        sent = wire.first_sent.get(branch or "")
+        if final is not None and sent is not None:
+            result.source = str(final[0])
+            result.rtt_ms = (final[1] - sent) * 1000
+        else:
+            result.rtt_ms = result.elapsed_ms
+
+    async def close(self) -> None:
+        for watch in self.watches:
+            watch.close()
+        if self.endpoint is not None:
+            await self.endpoint.close()
+
+
+def source_address(host: str) -> str:
+    """The local IP address the kernel would send from to ``host`` (no packet is sent)."""
+    host = strip_brackets(host)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.connect((host, 9))
+        return str(sock.getsockname()[0]).split("%", 1)[0]
+
+
+# -- the command --------------------------------------------------------------------------------
+
+
+def _summary(pings: list[Ping]) -> dict[str, Any]:
+    rtts = [p.rtt_ms for p in pings if p.rtt_ms is not None]
+    return {
+        "sent": len(pings),
+        "answered": sum(p.status is not None for p in pings),
+        "rtt_min_ms": round(min(rtts), 3) if rtts else None,
+        "rtt_avg_ms": round(sum(rtts) / len(rtts), 3) if rtts else None,
+        "rtt_max_ms": round(max(rtts), 3) if rtts else None,
+    }
+
+
+def _exit_code(pings: list[Ping]) -> int:
+    for ping in pings:
+        if ping.exit_code != EXIT_OK:
+            return ping.exit_code
+    return EXIT_OK
+
+
+async def _options(args: argparse.Namespace, pings: list[Ping]) -> None:
+    pinger = Pinger(args)
+    try:
+        await pinger.open()
+        loop = asyncio.get_running_loop()
+        first = loop.time()
+        for seq in range(1, args.count + 1):
+            ping = await pinger.ping(seq)
+            pings.append(ping)
+            if not args.json:
+                print(ping.line(), flush=True)
+            if seq < args.count:
+                await asyncio.sleep(max(0.0, first + seq * args.interval - loop.time()))
+    finally:
+        await pinger.close()
+
+
+def _cmd_options(args: argparse.Namespace) -> int:
+    level = logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.ERROR
+    logging.basicConfig(level=level, format="%(name)s: %(message)s", stream=sys.stderr)
+    pings: list[Ping] = []
+    error: str | None = None
+    interrupted = False
+    try:
+        run(_options(args, pings))
+    except LocalError as exc:
+        error = str(exc)
+    except KeyboardInterrupt:
+        interrupted = True
+    code = EXIT_LOCAL_ERROR if error is not None else _exit_code(pings)
+    if error is not None and not args.json:
+        print(f"sipstack options: {error}", file=sys.stderr)
+    if args.json:
+        last = pings[-1].as_json() if pings else {}
+        last.pop("seq", None)
+        if error is not None:
+            last |= {"error": "local", "detail": error}
+        document = {"uri": args.uri, "proxy": args.proxy, "transport": args.transport}
+        document |= {"status": None, "reason": None, "rtt_ms": None, "error": None, "detail": None}
+        document |= last
+        document |= {"exit_code": code, **_summary(pings), "pings": [p.as_json() for p in pings]}
+        print(json.dumps(document))
+    elif args.count > 1 and pings:
+        s = _summary(pings)
+        rtt = (
+            f"; rtt min/avg/max {s['rtt_min_ms']:.3f}/{s['rtt_avg_ms']:.3f}/{s['rtt_max_ms']:.3f} ms"
+            if s["rtt_min_ms"] is not None
+            else ""
+        )
+        print(f"--- {args.uri}: {s['sent']} sent, {s['answered']} answered{rtt}", file=sys.stderr)
+    if interrupted:
+        print("sipstack options: interrupted", file=sys.stderr)
+        return 130
+    return code
