@@ -209,6 +209,7 @@ class Endpoint:
         listener: UdpListener | StreamListener
         if spec.transport == "UDP":
             listener = await UdpListener.create(self, spec, reuse_port=self.reuse_port and not for_requests)
+            listener.on_unreachable = self._unreachable
             if for_requests:
                 self._request_udp.append(listener)
                 log.info("sending requests from %s", listener.local)
@@ -307,6 +308,18 @@ class Endpoint:
         waiting on it (e.g. a TLS 1.3 server refusing our certificate after the handshake)."""
         log.debug("connection %r closed", connection)
         waiting = self.layer.client_transactions_on(connection.id)
+        if not waiting:
+            return
+        now = self.loop.time()
+        for tx in waiting:
+            self.layer.transport_error(tx, now)
+        self._process()
+
+    def _unreachable(self, address: Address, errno: int) -> None:
+        """RFC 3261 §18.4: an ICMP unreachable for a UDP destination fails the client
+        transactions waiting on it now (a proxy answers 503 upstream, §16.9; a client tries
+        the next RFC 3263 target) instead of after 32 s of retransmissions."""
+        waiting = self.layer.client_transactions_to(address)
         if not waiting:
             return
         now = self.loop.time()

@@ -192,6 +192,20 @@ class TransactionLayer:
             if tx.address.connection == connection and tx.final_status is None and not tx.terminated
         ]
 
+    def client_transactions_to(self, address: Address) -> list[ClientTransaction]:
+        """Client transactions still waiting for a final response from ``address`` over
+        UDP (an ICMP error names the destination only)."""
+        host, port = address.host, address.port
+        return [
+            tx
+            for tx in self._client.values()
+            if tx.final_status is None
+            and not tx.terminated
+            and tx.address.port == port
+            and tx.address.host == host
+            and tx.address.transport == "UDP"
+        ]
+
     def find_client(self, key: tuple[str, str]) -> ClientTransaction | None:
         return self._client.get(key)
 

@@ -6,8 +6,12 @@ to the STUN client transaction waiting for them (:func:`.keepalive.stun_binding`
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import socket
+import struct
+import sys
 from collections.abc import Callable
 
 from ..net import Address
@@ -15,6 +19,30 @@ from . import stun
 from .base import ListenSpec, TransportUser
 
 log = logging.getLogger("sipstack.transport")
+
+# <linux/in.h>, <linux/in6.h>, <linux/errqueue.h>: ICMP errors with their destination.
+_IP_RECVERR, _IPV6_RECVERR = 11, 25
+_SO_EE_ORIGIN_ICMP, _SO_EE_ORIGIN_ICMP6 = 2, 3
+_EMSGSIZE = errno.EMSGSIZE
+
+
+def _error_queue(sock: socket.socket, family: int) -> socket.socket | None:
+    """Turn on the socket's ICMP error queue (Linux) and return a second handle on it to
+    read the queue with (the event loop owns the first); None where unavailable."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
+        errors = socket.socket(fileno=os.dup(sock.fileno()))
+        errors.setblocking(False)
+        return errors
+    except OSError as exc:
+        log.debug("no ICMP error queue: %s", exc)
+        return None
+
 
 # RFC 3261 §18.1.1 allows UDP datagrams up to 65,535 bytes; receive buffers sized for bursts.
 _RCVBUF = 4 * 1024 * 1024
@@ -34,6 +62,9 @@ class UdpListener(asyncio.DatagramProtocol):
         """Answer STUN Binding requests on this port (RFC 5626 §8)."""
         self.stun_waiters: dict[bytes, Callable[[stun.StunMessage, Address], None]] = {}
         """STUN client transactions waiting for a response, by transaction id."""
+        self.on_unreachable: Callable[[Address, int], None] | None = None
+        """Called with the destination and errno of each ICMP error (RFC 3261 §18.4)."""
+        self._errors: socket.socket | None = None
 
     @classmethod
     async def create(cls, user: TransportUser, spec: ListenSpec, *, reuse_port: bool = False) -> UdpListener:
@@ -50,6 +81,7 @@ class UdpListener(asyncio.DatagramProtocol):
             sock.close()
             raise
         listener = cls(user, spec)
+        listener._errors = _error_queue(sock, family)
         await loop.create_datagram_endpoint(lambda: listener, sock=sock)
         return listener
 
@@ -87,9 +119,39 @@ class UdpListener(asyncio.DatagramProtocol):
         return True
 
     def error_received(self, exc: Exception) -> None:
-        # ICMP errors (port unreachable) surface here on Linux; the transaction timers cover
-        # the loss, so log and go on serving.
+        """An ICMP error for a datagram we sent (RFC 3261 §18.4: port, host, network or
+        protocol unreachable). Where the socket has an error queue (Linux ``IP_RECVERR``)
+        each error names the destination it was for, and the transport user fails the
+        client transactions sending there at once instead of after Timer B/F; elsewhere
+        the timers cover the loss."""
         log.debug("UDP %s: %s", self.local, exc)
+        errors = self._errors
+        for _ in range(64):  # bounded; the queue is drained again on the next error
+            if errors is None:
+                return
+            try:
+                _, ancillary, _, destination = errors.recvmsg(1, 512, socket.MSG_ERRQUEUE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc2:
+                log.debug("UDP %s: reading the ICMP error queue: %s", self.local, exc2)
+                return
+            for _level, _kind, data in ancillary:
+                # struct sock_extended_err (linux/errqueue.h): u32 ee_errno, u8 ee_origin …
+                if len(data) < 5 or not destination:
+                    continue
+                errno_, origin = struct.unpack_from("=IB", data)
+                if origin not in (_SO_EE_ORIGIN_ICMP, _SO_EE_ORIGIN_ICMP6) or errno_ == _EMSGSIZE:
+                    continue  # not unreachability (a too-big datagram is not a dead peer)
+                log.info(
+                    "UDP %s: %s:%s unreachable (%s)",
+                    self.local,
+                    destination[0],
+                    destination[1],
+                    os.strerror(errno_),
+                )
+                if self.on_unreachable is not None:
+                    self.on_unreachable(Address("UDP", destination[0], destination[1]), errno_)
 
     def socket_fileno(self) -> int | None:
         """The file descriptor of the bound socket (None once closed)."""
@@ -106,3 +168,6 @@ class UdpListener(asyncio.DatagramProtocol):
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+        if self._errors is not None:
+            self._errors.close()
+            self._errors = None
