@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "sipstack"
-SANS_IO = ["message", "sdp", "transaction", "dialog", "auth", "errors"]
+SANS_IO = ["message", "sdp", "offeranswer", "transaction", "dialog", "auth", "errors"]
 IO_MODULES = {"asyncio", "socket", "ssl", "selectors", "uvloop", "threading"}
 # Floors (a module may import its own floor and below, never above).
 FLOORS = {
@@ -18,6 +18,7 @@ FLOORS = {
     "storage": 1,
     "message": 2,
     "sdp": 2,
+    "offeranswer": 2,
     "transaction": 3,
     "dialog": 3,
     "auth": 3,

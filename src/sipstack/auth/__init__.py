@@ -7,8 +7,13 @@ Public contract::
     creds = auth.credentials_for(request)              # Auth | None; look the user up by
     result = auth.verify(request, user, source)        #   creds.params["username"]
     if not result.ok: answer result.status (+ result.challenge.headers when there is one)
+
+    client = DigestClient("alice", "secret")           # the UAC side (RFC 7616 §3.4)
+    if client.handle_challenge(response_401_or_407):   # then, for the retry and later requests:
+        client.authorize(request)                      #   Authorization / Proxy-Authorization
 """
 
+from .client import PREFERENCE, DigestClient, ProtectionSpace, digest_response
 from .digest import (
     ALGORITHMS,
     AuthResult,
@@ -23,12 +28,16 @@ from .digest import (
 
 __all__ = [
     "ALGORITHMS",
+    "PREFERENCE",
     "AuthResult",
     "Challenge",
     "DigestAuthenticator",
+    "DigestClient",
     "NonceManager",
+    "ProtectionSpace",
     "authentication_info",
     "compute_ha1",
     "compute_response",
+    "digest_response",
     "ha1_all",
 ]
