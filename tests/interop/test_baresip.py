@@ -18,6 +18,11 @@ libre as shipped with baresip 1.0 answers only MD5 challenges and gives up ("Fun
 implemented") on the first WWW-Authenticate that is not MD5, so the server runs with
 ``--auth-algorithms MD5`` (RFC 8760 ordering puts SHA-512-256 first by default).
 
+The second half puts sipstack's own user agent (``sipstack.ua``) opposite baresip: a
+UserAgent calls a registered baresip (which hangs up), ``sipstack call`` calls it (and hangs
+up with BYE), and baresip dials a UserAgent registered to the server that rings and answers
+(BYE from either side).
+
 Every process is killed by PID on teardown; every wait is bounded.
 """
 
@@ -33,6 +38,7 @@ import signal
 import socket
 import string
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -422,3 +428,134 @@ def test_call_by_aor_through_the_server(registered: Callable[[str], Pair], trans
         hang_up(pair, side)
     except AssertionError as exc:
         raise AssertionError(f"{exc}{pair.evidence()}") from None
+
+
+# -- sipstack's user agent and baresip ---------------------------------------------------------
+#
+# One baresip phone and one sipstack UserAgent (sipstack.ua, in the test's event loop) or the
+# ``sipstack call`` command, both registered to / authenticated by ``sipstack serve``. The
+# baresip ctrl socket is blocking: it is read in a worker thread while the UA runs.
+
+
+@pytest.fixture
+def phone(tmp_path: Path, server: ServerKit) -> Iterator[Callable[[str, str], Phone]]:
+    """``phone(user, transport)``: one baresip registered through the server."""
+    phones: list[Phone] = []
+
+    def make(user: str, transport: str) -> Phone:
+        one = start_phone(tmp_path, user, f"{user}-secret", server, transport)
+        phones.append(one)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if any(b.aor == one.aor for b in server.registrations()):
+                return one
+            time.sleep(0.1)
+        raise AssertionError(f"{user} (baresip) did not register:\n{one.log()}\n{server.log()}")
+
+    try:
+        yield make
+    finally:
+        for one in phones:
+            one.close()
+
+
+def sipstack_ua(server: ServerKit, user: str, transport: str) -> Any:
+    from sipstack.ua import UserAgent
+
+    return UserAgent(
+        f"sip:{user}@{DOMAIN}",
+        listen=[f"{transport}:{HOST}:0"],
+        password=f"{user}-secret",
+        proxy=f"sip:{HOST}:{server.port};transport={transport};lr",
+    )
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_sipstack_ua_calls_baresip_and_baresip_hangs_up(
+    server: ServerKit, phone: Callable[[str, str], Phone], transport: str
+) -> None:
+    import asyncio
+
+    bob = await asyncio.to_thread(phone, "bob", transport)
+    try:
+        async with sipstack_ua(server, "alice", transport) as alice:
+            call = await alice.invite(f"sip:bob@{DOMAIN}", timeout=15)
+            event = await asyncio.to_thread(bob.ctrl.wait_event, "CALL_ESTABLISHED", 10)
+            assert event["direction"] == "incoming" and event["peeruri"] == f"sip:alice@{DOMAIN}", event
+            assert call.remote_sdp is not None and call.streams, call.remote_sdp  # baresip's answer
+            codecs = {c.name.upper() for s in call.streams for c in s.codecs} if call.streams else set()
+            assert codecs, call.streams
+            await asyncio.to_thread(bob.ctrl.command, "hangup")
+            assert await call.wait_ended(10) == "remote bye"
+            await asyncio.to_thread(bob.ctrl.wait_event, "CALL_CLOSED", 10)
+        (invite,) = bob.received("INVITE ")
+        assert server_via_for(server, transport).match(invite.headers("Via")[0]), invite.text
+        assert bob.received("ACK "), bob.log()
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- server ---\n{server.log()}\n--- bob ---\n{bob.log()}") from None
+
+
+def server_via_for(server: ServerKit, transport: str) -> re.Pattern[str]:
+    return re.compile(rf"SIP/2\.0/{transport.upper()} {re.escape(HOST)}:{server.port};branch=z9hG4bK")
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_sipstack_call_cli_calls_baresip_and_hangs_up(
+    server: ServerKit, phone: Callable[[str, str], Phone], transport: str
+) -> None:
+    bob = phone("bob", transport)
+    cmd = [
+        sys.executable, "-m", "sipstack", "call", f"sip:bob@{DOMAIN}", "--duration", "1",
+        "--from", f"sip:alice@{DOMAIN}", "--password", "alice-secret",
+        "--proxy", f"sip:{HOST}:{server.port}", "--transport", transport, "--json",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=40, stdin=subprocess.DEVNULL)
+    evidence = f"\n{done.stdout}\n{done.stderr}\n--- server ---\n{server.log()}\n--- bob ---\n{bob.log()}"
+    assert done.returncode == 0, evidence
+    doc = json.loads(done.stdout)
+    assert doc["status"] == 200 and doc["ended_by"] == "local" and doc["bye_status"] == 200, evidence
+    assert "m=audio" in doc["answer_sdp"], evidence
+    established = bob.ctrl.wait_event("CALL_ESTABLISHED", 5)
+    assert established["peeruri"] == f"sip:alice@{DOMAIN}", established
+    bob.ctrl.wait_event("CALL_CLOSED", 5)
+    (bye,) = bob.received("BYE ")
+    assert server_via_for(server, transport).match(bye.headers("Via")[0]), bye.text
+
+
+@pytest.mark.parametrize("side", ["sipstack", "baresip"])
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_baresip_calls_a_sipstack_ua(
+    server: ServerKit, phone: Callable[[str, str], Phone], transport: str, side: str
+) -> None:
+    import asyncio
+
+    from sipstack.ua import IncomingCall
+
+    alice = await asyncio.to_thread(phone, "alice", transport)
+    calls: list[IncomingCall] = []
+    try:
+        async with sipstack_ua(server, "bob", transport) as bob:
+
+            @bob.on_call
+            async def answer(call: IncomingCall) -> None:
+                calls.append(call)
+                await call.ring()
+                await call.accept()
+
+            await asyncio.wait_for(bob.register(registrar=f"sip:{DOMAIN}", expires=300), 10)
+            await asyncio.to_thread(alice.ctrl.command, "dial", f"sip:bob@{DOMAIN}")
+            event = await asyncio.to_thread(alice.ctrl.wait_event, "CALL_ESTABLISHED", 15)
+            assert event["direction"] == "outgoing", event
+            assert event["peeruri"].startswith(f"sip:bob@{DOMAIN}"), event  # baresip adds ;transport=
+            (call,) = calls
+            assert call.established and call.remote_sdp is not None and call.streams, call
+            if side == "sipstack":
+                response = await asyncio.wait_for(call.bye(), 10)
+                assert response.status_code == 200, response
+            else:
+                await asyncio.to_thread(alice.ctrl.command, "hangup")
+                assert await call.wait_ended(10) == "remote bye"
+            await asyncio.to_thread(alice.ctrl.wait_event, "CALL_CLOSED", 10)
+        assert alice.received("SIP/2.0 180") and alice.received("SIP/2.0 200"), alice.log()
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- server ---\n{server.log()}\n--- alice ---\n{alice.log()}") from None
