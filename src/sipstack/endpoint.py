@@ -592,10 +592,12 @@ class Endpoint:
         on_final: ResponseCallback | None = None,
         on_error: Callable[[Exception], None] | None = None,
         future: asyncio.Future[Response] | None = None,
+        branch: str | None = None,
     ) -> ClientTransaction:
         """Start a client transaction for a request whose top Via is already right (a CANCEL
-        shares its INVITE's Via and branch, RFC 3261 §9.1) towards a known address."""
-        tx = self.layer.send_request(request, address, self.loop.time())
+        shares its INVITE's Via and branch, RFC 3261 §9.1) towards a known address
+        (``branch``: that Via's branch, when the caller just wrote it)."""
+        tx = self.layer.send_request(request, address, self.loop.time(), branch=branch)
         tx.user_data = _Waiter(future, on_provisional, on_final, on_error)
         self._process()
         return tx
@@ -654,9 +656,10 @@ class Endpoint:
             local = listener.local if listener else Address(address.transport, *connection.local)
         # RFC 5923 §5.2: offer a TLS connection we opened for requests back to us.
         alias = ";alias" if self.via_alias and address.transport == "TLS" and connection.outbound else ""
+        branch = branch or new_branch()
         request.prepend_header(
             "Via",
-            f"SIP/2.0/{address.transport} {local.host_port};branch={branch or new_branch()};rport{alias}",
+            f"SIP/2.0/{address.transport} {local.host_port};branch={branch};rport{alias}",
         )
         return self.send_prepared(
             request,
@@ -665,6 +668,7 @@ class Endpoint:
             on_final=on_final,
             on_error=on_error,
             future=future,
+            branch=branch,
         )
 
     async def request(

@@ -438,13 +438,14 @@ async def test_branch_that_never_answers_the_cancel_still_ends(pbx: PbxFactory) 
     assert elapsed < 1 + 32 + 5, f"{elapsed:.1f} s{evidence}"
 
 
-# A refused TCP connection counts as a 503 (RFC 3261 §16.9), and a 503 goes upstream as 500.
-@pytest.mark.parametrize(("transport", "code"), [("udp", 408), ("tcp", 500)])
+# A refused TCP connection, or an ICMP port unreachable for UDP (RFC 3261 §18.4), counts as
+# a 503 (§16.9), and a 503 goes upstream as 500.
+@pytest.mark.parametrize(("transport", "code"), [("udp", 500), ("tcp", 500)])
 async def test_contact_that_does_not_listen(pbx: PbxFactory, transport: str, code: int) -> None:
     """bob's only binding points at a port nobody listens on: alice gets a final response
-    within seconds, not a hang — UDP: no response, Timer C (2 s here) → 408; TCP: the
-    connection is refused → 503 (§16.9: a transport error counts as a 503; not converted to
-    500, the proxy itself could not reach the target)."""
+    within seconds, not a hang — UDP: the ICMP port unreachable fails the branch at once;
+    TCP: the connection is refused; either is a transport error, a 503 in effect (§16.9),
+    answered upstream as 500."""
     server = await pbx({"proxy": {"timer_c": TIMER_C}})
     await server.register("bob", free_udp_tcp_port(), transport=transport)
     started = time.monotonic()

@@ -21,6 +21,7 @@ from ..errors import ParseError, SipTimeoutError, TransportError
 from ..message import Request, Response, SipURI, parse_uri
 from ..net import Address
 from ..transaction import ClientTransaction, make_cancel
+from ..transport.resolver import is_ip_literal
 from .routing import add_record_route, proxy_branch
 
 log = logging.getLogger("sipstack.proxy")
@@ -38,6 +39,8 @@ class Target:
     path: list[str] = field(default_factory=list)
     foreign: bool = False
     """The Request-URI of a domain this proxy does not serve: the default route applies."""
+    flow: Address | None = None
+    """RFC 5626 (outbound): send over exactly this flow (its connection), not by routing."""
 
 
 @dataclass(slots=True)
@@ -105,7 +108,12 @@ class ResponseContext:
         for value in reversed(target.path):
             request.prepend_header("Route", value)
         try:
-            address = await proxy.next_hop(request, foreign=target.foreign)
+            # RFC 5626 §5.3/§6: a target on an outbound flow goes over that flow.
+            address = (
+                target.flow
+                if target.flow is not None
+                else await proxy.next_hop(request, foreign=target.foreign)
+            )
         except TransportError as exc:
             log.info("%s %s: no route to %s: %s", request.method, self.request.call_id, target.uri, exc)
             branch.final = Response(503 if "resolve" in str(exc) else 408, headers=())
@@ -319,6 +327,7 @@ class Proxy:
         self.endpoint = endpoint
         self.record_route = record_route
         self.default_route = parse_uri(default_route) if default_route else None
+        self._default_hop: Address | None = None
         self.timer_c = timer_c
         self.contexts: dict[object, ResponseContext] = {}
         endpoint.on_stray_response(self.forward_stray_response)
@@ -328,15 +337,25 @@ class Proxy:
         ``foreign`` target (a domain we are not responsible for), else RFC 3263 resolution
         of the Request-URI."""
         if foreign and not request.has_header("route") and self.default_route is not None:
+            if self._default_hop is not None:
+                return self._default_hop
             uri = self.default_route
             if isinstance(uri, SipURI):
                 targets = await self.endpoint.resolver.resolve(uri)
+                if is_ip_literal(uri.maddr or uri.host):
+                    self._default_hop = targets[0]  # no DNS involved: it cannot change
                 return targets[0]
         targets = await self.endpoint.targets(request)
         return targets[0]
 
-    async def forward(self, incoming: IncomingRequest, targets: Iterable[Target]) -> None:
-        """Proxy ``incoming`` to ``targets`` statefully; answers it in every case."""
+    async def forward(
+        self,
+        incoming: IncomingRequest,
+        targets: Iterable[Target],
+        context: type[ResponseContext] | None = None,
+    ) -> None:
+        """Proxy ``incoming`` to ``targets`` statefully; answers it in every case. ``context``:
+        a ResponseContext subclass to run the branches (RFC 5626 flow failover uses one)."""
         ordered = sorted(targets, key=lambda t: -t.q)
         groups: list[list[Target]] = []
         for target in ordered:
@@ -347,7 +366,7 @@ class Proxy:
         if not groups:
             incoming.respond(480)
             return
-        context = ResponseContext(self, incoming, groups)
+        context = (context or ResponseContext)(self, incoming, groups)
         incoming.defer()  # the context answers when the branches do
         if incoming.transaction is not None:
             self.contexts[incoming.transaction.key] = context
@@ -408,7 +427,10 @@ class Proxy:
             return
         ack.set_header("Max-Forwards", str(70 if hops is None else hops - 1))
         try:
-            address = await self.next_hop(ack)
+            # RFC 5626 §5.3: an ACK towards an outbound flow goes over it.
+            address = (
+                target.flow if target is not None and target.flow is not None else await self.next_hop(ack)
+            )
         except (TransportError, SipTimeoutError, IndexError) as exc:
             log.info("cannot route ACK %s: %s", ack.call_id, exc)
             return

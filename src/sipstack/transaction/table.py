@@ -131,12 +131,15 @@ class TransactionLayer:
             tx.on_response(response, now)
             self._source = None
 
-    def send_request(self, request: Request, address: Address, now: float) -> ClientTransaction:
+    def send_request(
+        self, request: Request, address: Address, now: float, *, branch: str | None = None
+    ) -> ClientTransaction:
         """Start a client transaction for ``request`` (its top Via already carries the
-        branch) towards ``address``. An ACK is not a transaction: use ``send_stateless``."""
+        branch; pass it as ``branch`` when known, saving a re-parse of the Vias just
+        edited) towards ``address``. An ACK is not a transaction: use ``send_stateless``."""
         if request.method == "ACK":
             raise ValueError("an ACK is sent with send_stateless, not in a transaction")
-        key = client_key(request)
+        key = (branch, request.method) if branch is not None else client_key(request)
         if key in self._client:
             raise ValueError(f"a client transaction with branch {key[0]!r} exists")
         cls = ClientInviteTransaction if request.method == "INVITE" else ClientNonInviteTransaction

@@ -78,6 +78,11 @@ def _ip_literal(host: str) -> str | None:
         return None
 
 
+def is_ip_literal(host: str) -> bool:
+    """Whether ``host`` is a numeric IPv4 or IPv6 address (brackets allowed)."""
+    return _ip_literal(host) is not None
+
+
 def _key(name: str) -> str:
     return name.lower().rstrip(".")
 
