@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
@@ -322,6 +323,9 @@ class Endpoint:
         waiting = self.layer.client_transactions_to(address)
         if not waiting:
             return
+        log.info(
+            "%s unreachable (%s): failing %d request(s) sent there", address, os.strerror(errno), len(waiting)
+        )
         now = self.loop.time()
         for tx in waiting:
             self.layer.transport_error(tx, now)

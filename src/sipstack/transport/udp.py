@@ -6,6 +6,7 @@ to the STUN client transaction waiting for them (:func:`.keepalive.stun_binding`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -126,16 +127,20 @@ class UdpListener(asyncio.DatagramProtocol):
         the timers cover the loss."""
         log.debug("UDP %s: %s", self.local, exc)
         errors = self._errors
-        for _ in range(64):  # bounded; the queue is drained again on the next error
-            if errors is None:
-                return
+        if errors is None:
+            return
+        # Drain the whole queue first (it is bounded by the receive buffer): uvloop crashed
+        # (SIGSEGV) when it polled a socket whose error queue was left non-empty. Report
+        # afterwards, once per destination.
+        unreachable: dict[tuple[str, int], int] = {}
+        while True:
             try:
                 _, ancillary, _, destination = errors.recvmsg(1, 512, socket.MSG_ERRQUEUE)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as exc2:
                 log.debug("UDP %s: reading the ICMP error queue: %s", self.local, exc2)
-                return
+                break
             for _level, _kind, data in ancillary:
                 # struct sock_extended_err (linux/errqueue.h): u32 ee_errno, u8 ee_origin …
                 if len(data) < 5 or not destination:
@@ -143,15 +148,15 @@ class UdpListener(asyncio.DatagramProtocol):
                 errno_, origin = struct.unpack_from("=IB", data)
                 if origin not in (_SO_EE_ORIGIN_ICMP, _SO_EE_ORIGIN_ICMP6) or errno_ == _EMSGSIZE:
                     continue  # not unreachability (a too-big datagram is not a dead peer)
-                log.info(
-                    "UDP %s: %s:%s unreachable (%s)",
-                    self.local,
-                    destination[0],
-                    destination[1],
-                    os.strerror(errno_),
-                )
-                if self.on_unreachable is not None:
-                    self.on_unreachable(Address("UDP", destination[0], destination[1]), errno_)
+                unreachable[(destination[0], destination[1])] = errno_
+        if self.on_unreachable is None:
+            return
+        for (host, port), errno_ in unreachable.items():
+            log.debug("UDP %s: %s:%s unreachable (%s)", self.local, host, port, os.strerror(errno_))
+            try:
+                self.on_unreachable(Address("UDP", host, port), errno_)
+            except Exception:
+                log.exception("UDP %s: handling an ICMP error for %s:%s failed", self.local, host, port)
 
     def socket_fileno(self) -> int | None:
         """The file descriptor of the bound socket (None once closed)."""
@@ -166,8 +171,17 @@ class UdpListener(asyncio.DatagramProtocol):
         self._transport.sendto(data, (address.host, address.port))
 
     def close(self) -> None:
+        errors = self._errors
+        if errors is not None:
+            # Stop ICMP reports before the transport goes: uvloop crashed (SIGSEGV) on an
+            # error report arriving for a UDP transport in the middle of closing.
+            with contextlib.suppress(OSError):
+                if errors.family == socket.AF_INET6:
+                    errors.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 0)
+                else:
+                    errors.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 0)
+            self._errors = None
         if self._transport is not None:
             self._transport.close()
-        if self._errors is not None:
-            self._errors.close()
-            self._errors = None
+        if errors is not None:
+            errors.close()
