@@ -1,14 +1,24 @@
-"""The registrar (RFC 3261 §10.3, Path of RFC 3327, the binding data RFC 5626 needs).
+"""The registrar (RFC 3261 §10.3, Path of RFC 3327, SIP Outbound of RFC 5626 §6, public
+GRUUs of RFC 5627).
 
 :meth:`Registrar.handle` takes a REGISTER and returns the response to send; the bindings it
 changes are durable in the location store before it returns (so before the 200 OK leaves).
 Steps are numbered as in RFC 3261 §10.3.
+
+Outbound (RFC 5626 §6): a REGISTER with ``Supported: outbound`` whose Contact carries
+``+sip.instance`` and ``reg-id`` registers a *flow*: its binding is keyed by (AoR, instance,
+reg-id) instead of the Contact URI, so another reg-id adds a flow and the same one replaces
+it, and it records how to reach the flow — the first-hop edge proxy's Path entry (which must
+carry ``ob``), or, when the UA reached this registrar directly, the flow itself. A first hop
+without outbound support is answered 439. The 200 then carries ``Require: outbound`` (and a
+Flow-Timer when configured).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -16,6 +26,7 @@ from email.utils import formatdate
 
 from .auth import DigestAuthenticator
 from .errors import ParseError
+from .flow import PATH_FLOW, Flow
 from .message import NameAddr, Request, Response, SipURI, make_response, parse_uri, validate_request
 from .message.abnf import format_params
 from .message.headers import MAX_DELTA_SECONDS
@@ -38,8 +49,15 @@ class RegistrarConfig:
     """Longer requests are shortened to this."""
     default_expires: int = 3600
     """When neither the Contact nor the request says."""
-    supported: tuple[str, ...] = ("path",)
-    """Option tags understood (RFC 3261 §8.2.2.3; Path is RFC 3327)."""
+    supported: tuple[str, ...] = ("path", "outbound", "gruu")
+    """Option tags understood (RFC 3261 §8.2.2.3; Path is RFC 3327, outbound RFC 5626, gruu
+    RFC 5627); sent in the Supported header of the 200."""
+    first_hop_outbound: bool = True
+    """Keep the flows of UAs registering directly, with no edge proxy between (RFC 5626 §6:
+    the registrar is then the first hop). Off, such a REGISTER with reg-id gets 439."""
+    flow_timer: int = 0
+    """Seconds between keep-alives the server wants on outbound flows: the Flow-Timer of the
+    200 (RFC 5626 §4.4, §6); 0: none (the UA uses its defaults)."""
 
 
 class _Rejected(Exception):
@@ -65,6 +83,7 @@ class Registrar:
         *,
         clock: Callable[[], float] = time.time,
         user_agent: str | None = None,
+        flow_epoch: str = "",
     ) -> None:
         self.store = store
         self.config = config or RegistrarConfig()
@@ -72,6 +91,8 @@ class Registrar:
         """Digest authenticator per served domain (the realm is the domain); None: no auth."""
         self.clock = clock
         self.user_agent = user_agent
+        self.flow_epoch = flow_epoch or secrets.token_hex(4)
+        """Names this run of the process in the flows it records (connection ids restart)."""
 
     def serves(self, host: str) -> bool:
         return host.lower().rstrip(".") in self.config.domains
@@ -122,17 +143,44 @@ class Registrar:
             return self._ok(request, current, now)
         call_id = request.call_id
         cseq = request.cseq.seq
+        flow = ""
         if any(contact.is_star for contact in contacts):
             if len(contacts) != 1 or request.expires != 0:
                 raise _Rejected(400, "Contact * needs Expires: 0 and no other Contact")
             updater = self._remove_all(call_id, cseq)
         else:
-            wanted = [self._wanted(contact, request, source, now) for contact in contacts]
+            flow = self._outbound_flow(request, contacts, source)
+            wanted = [self._wanted(contact, request, source, now, flow) for contact in contacts]
             updater = self._apply(aor, wanted, call_id, cseq)
         # Steps 7 and 8: update the bindings atomically and durably, then answer.
         current = await self.store.update(aor, updater, now)
         log.info("REGISTER %s from %s: %d binding(s)", aor, source, len(current))
-        return self._ok(request, current, now)
+        return self._ok(request, current, now, outbound=bool(flow))
+
+    def _outbound_flow(self, request: Request, contacts: list[NameAddr], source: Address) -> str:
+        """RFC 5626 §6: the flow of an outbound registration (``Binding.flow``), or "" when
+        outbound does not apply (then instance and reg-id are only kept and echoed)."""
+        with_reg_id = [contact for contact in contacts if "reg-id" in contact.params]
+        if not with_reg_id or "outbound" not in [tag.lower() for tag in request.supported]:
+            return ""
+        # One flow per REGISTER: a request arrives over exactly one (§4.2).
+        if len(with_reg_id) > 1:
+            raise _Rejected(400, "More Than One Contact With reg-id")
+        params = with_reg_id[0].params
+        reg_id = params.get("reg-id") or ""
+        if not params.get("+sip.instance") or not reg_id.isdigit() or not 1 <= int(reg_id) <= 2**31 - 1:
+            raise _Rejected(400, "reg-id Needs +sip.instance And A Number From 1")
+        # The first hop must support outbound: through proxies, its Path entry carries "ob" —
+        # the last entry, as each proxy adds its own on top (RFC 3327 §5.2); with no Path and
+        # one Via, the UA reached us directly and we are the first hop.
+        paths = request.path
+        if paths:
+            first_hop = paths[-1].uri
+            if isinstance(first_hop, SipURI) and "ob" in first_hop.params:
+                return PATH_FLOW
+        elif len(request.via) == 1 and self.config.first_hop_outbound:
+            return Flow.of(source, epoch=self.flow_epoch).text()
+        raise _Rejected(439, "First Hop Lacks Outbound Support")
 
     async def _authenticate(
         self, authenticator: DigestAuthenticator, request: Request, source: Address, aor: str
@@ -166,7 +214,7 @@ class Registrar:
             value = self.config.default_expires
         return min(value, MAX_DELTA_SECONDS)
 
-    def _wanted(self, contact: NameAddr, request: Request, source: Address, now: float) -> tuple:
+    def _wanted(self, contact: NameAddr, request: Request, source: Address, now: float, flow: str) -> tuple:
         expires = self._expiry(contact, request)
         config = self.config
         # Step 7: 423 iff the interval is above zero, below an hour and below the minimum.
@@ -192,6 +240,8 @@ class Registrar:
             source=str(source),
             user_agent=request.header("user-agent") or "",
             updated_at=now,
+            # RFC 5626 §6: only the Contact with the reg-id is the outbound flow.
+            flow=flow if flow and reg_id is not None else "",
         )
         return uri, expires, binding
 
@@ -207,10 +257,18 @@ class Registrar:
         def updater(current: list[Binding]) -> list[Binding]:
             result = list(current)
             for uri, expires, binding in wanted:
-                match = next((i for i, b in enumerate(result) if _same_contact(b.contact, uri)), None)
-                if match is not None:
-                    self._check_order(result[match], call_id, cseq)
-                    del result[match]
+                if binding.flow:
+                    # RFC 5626 §6: an outbound flow replaces the flow of the same instance and
+                    # reg-id, whatever its Contact URI, and a plain binding of its URI.
+                    key = binding.key
+                    matches = [
+                        b for b in result if b.key == key or (not b.flow and _same_contact(b.contact, uri))
+                    ]
+                else:
+                    matches = [b for b in result if _same_contact(b.contact, uri)]
+                for existing in matches:
+                    self._check_order(existing, call_id, cseq)
+                    result.remove(existing)
                 if expires > 0:
                     binding.aor = aor
                     result.append(binding)
@@ -226,15 +284,30 @@ class Registrar:
 
         return updater
 
-    def _ok(self, request: Request, bindings: Iterable[Binding], now: float) -> Response:
+    def _ok(
+        self, request: Request, bindings: Iterable[Binding], now: float, *, outbound: bool = False
+    ) -> Response:
         headers: list[tuple[str, str]] = []
+        supported = [tag.lower() for tag in request.supported]
+        gruu = "gruu" in supported and "gruu" in self.config.supported
         for binding in bindings:
+            extra = ""
+            if gruu and binding.instance:
+                # RFC 5627 §6 (registrar behaviour): the public GRUU of the instance.
+                extra = f';pub-gruu="{public_gruu(binding.aor, binding.instance)}"'
             headers.append(
-                ("Contact", f"<{binding.contact}>;expires={binding.remaining(now)}{binding.params}")
+                ("Contact", f"<{binding.contact}>;expires={binding.remaining(now)}{binding.params}{extra}")
             )
         # RFC 3327 §5.3: echo Path when the UA supports it.
-        if request.has_header("path") and "path" in [tag.lower() for tag in request.supported]:
+        if request.has_header("path") and "path" in supported:
             headers += [("Path", value) for value in request.header_values("path")]
+        if outbound:
+            # RFC 5626 §6: the registrar applied outbound processing.
+            headers.append(("Require", "outbound"))
+            if self.config.flow_timer > 0:
+                headers.append(("Flow-Timer", str(self.config.flow_timer)))
+        if self.config.supported:
+            headers.append(("Supported", ", ".join(self.config.supported)))
         headers.append(("Date", formatdate(now, usegmt=True)))
         return self._reply(request, 200, None, headers)
 
@@ -248,6 +321,19 @@ class Registrar:
             extra.append(("Server", self.user_agent))
         tag = request.to.tag or _tag_for(request)
         return make_response(request, status, reason, to_tag=tag, headers=extra)
+
+
+def public_gruu(aor: str, instance: str) -> str:
+    """RFC 5627 §3.1: the public GRUU of ``instance`` (``<urn:uuid:…>``) registered to ``aor``
+    (``sip:user@domain``): the AoR with a ``gr`` parameter holding the instance URN."""
+    return f"{aor};gr={instance.strip().removeprefix('<').removesuffix('>')}"
+
+
+def gruu_instance(uri: SipURI) -> str | None:
+    """The ``+sip.instance`` value (``<urn:…>``) a public GRUU names (RFC 5627 §3.1); None
+    for a URI without a valued ``gr`` parameter (temporary GRUUs are not issued here)."""
+    value = uri.params.get("gr")
+    return f"<{value}>" if value else None
 
 
 def _same_contact(stored: str, uri: object) -> bool:

@@ -13,7 +13,10 @@ Common to every backend:
 - A binding is expired at ``now`` when ``expires_at <= now``; expired bindings are never
   returned, whether or not :meth:`LocationStore.purge_expired` has removed them yet.
 - Bindings are listed by q descending (an unspecified q ranks as 1.0 but is kept as
-  ``None``), then most recently updated first, then by contact.
+  ``None``), then most recently updated first, then by contact, then by key.
+- Within an AoR a binding is identified by its :attr:`Binding.key`: the Contact URI, or for
+  an RFC 5626 outbound registration its instance and reg-id (several flows of one UA may
+  share a Contact URI).
 - Values are copies: mutating a returned ``User`` or ``Binding`` (or one passed in) does not
   change the store.
 """
@@ -66,6 +69,19 @@ class Binding:
     """Where the REGISTER came from (``transport:host:port``; for NAT and Outbound)."""
     user_agent: str = ""
     updated_at: float = 0.0
+    flow: str = ""
+    """RFC 5626 §6: empty unless the binding is an outbound registration; then ``"path"`` when
+    the first-hop edge proxy keeps the flow (its Path entry, the last, carries the flow
+    token), else the flow the REGISTER reached this registrar on (``sipstack.flow.Flow``
+    text form)."""
+
+    @property
+    def key(self) -> str:
+        """What identifies the binding within its AoR: the Contact URI (RFC 3261 §10.3), or
+        for an outbound registration the instance and reg-id (RFC 5626 §6)."""
+        if self.flow and self.instance is not None and self.reg_id is not None:
+            return f"{self.instance};reg-id={self.reg_id}"
+        return self.contact
 
     def remaining(self, now: float) -> int:
         """Whole seconds left, rounded up: an unexpired binding never reads as 0 (which a UA
@@ -113,7 +129,8 @@ class LocationStore(Protocol):
         What it returns is stored under ``aor`` (each binding's ``aor`` is set to it), less
         any binding already expired at ``now``; the result is in the listing order. If
         ``updater`` raises, nothing changes and the exception propagates; a contact
-        returned twice raises :class:`ValueError`, likewise changing nothing."""
+        returned twice (two bindings with one :attr:`Binding.key`) raises :class:`ValueError`,
+        likewise changing nothing."""
         ...
 
     async def all_bindings(self, now: float) -> list[Binding]:

@@ -23,24 +23,26 @@ def _copy_binding(binding: Binding, aor: str | None = None) -> Binding:
     return replace(binding, aor=binding.aor if aor is None else aor, path=list(binding.path))
 
 
-def binding_order(binding: Binding) -> tuple[float, float, str]:
+def binding_order(binding: Binding) -> tuple[float, float, str, str]:
     """Sort key of :meth:`bindings`: q descending (unspecified ranks as 1.0), then the most
-    recently updated first, then by contact so that the order is total."""
+    recently updated first, then by contact and by key so that the order is total."""
     q = 1.0 if binding.q is None else binding.q
-    return (-q, -binding.updated_at, binding.contact)
+    return (-q, -binding.updated_at, binding.contact, binding.key)
 
 
 def prepare_bindings(aor: str, bindings: list[Binding], now: float) -> list[Binding]:
     """What :meth:`update` stores from an updater's result: copies filed under ``aor``,
     without those already expired at ``now``, in :func:`binding_order`.
 
-    Raises :class:`ValueError` if a contact appears twice (one binding per contact)."""
+    Raises :class:`ValueError` if a key appears twice (one binding per contact, or per
+    instance and reg-id for outbound registrations: :attr:`Binding.key`)."""
     result: list[Binding] = []
     seen: set[str] = set()
     for binding in bindings:
-        if binding.contact in seen:
-            raise ValueError(f"updater returned contact {binding.contact!r} twice for {aor}")
-        seen.add(binding.contact)
+        key = binding.key
+        if key in seen:
+            raise ValueError(f"updater returned binding {key!r} twice for {aor}")
+        seen.add(key)
         if binding.expires_at > now:
             result.append(_copy_binding(binding, aor))
     result.sort(key=binding_order)

@@ -30,12 +30,14 @@ from pathlib import Path
 from .base import Binding, BindingUpdater, User
 from .memory import prepare_bindings
 
-SCHEMA_VERSION = 1
-"""The version of the schema this module creates and understands."""
+SCHEMA_VERSION = 2
+"""The version of the schema this module creates and understands. Version 1 files (before
+RFC 5626 outbound registrations: no ``flow``, one binding per contact) are migrated when
+opened."""
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
-_SCHEMA_V1 = """
+_USERS = """
 CREATE TABLE IF NOT EXISTS users (
     aor TEXT PRIMARY KEY NOT NULL,
     username TEXT NOT NULL,
@@ -43,7 +45,10 @@ CREATE TABLE IF NOT EXISTS users (
     ha1 TEXT NOT NULL  -- JSON object: algorithm -> hex HA1
 );
 CREATE INDEX IF NOT EXISTS users_login ON users (username, realm);
-CREATE TABLE IF NOT EXISTS bindings (
+"""
+
+_BINDINGS_TABLE = """
+CREATE TABLE {name} (
     aor TEXT NOT NULL,
     contact TEXT NOT NULL,
     expires_at REAL NOT NULL,
@@ -57,18 +62,35 @@ CREATE TABLE IF NOT EXISTS bindings (
     source TEXT NOT NULL,
     user_agent TEXT NOT NULL,
     updated_at REAL NOT NULL,
-    PRIMARY KEY (aor, contact)
-);
-CREATE INDEX IF NOT EXISTS bindings_expiry ON bindings (expires_at);
+    flow TEXT NOT NULL DEFAULT '',  -- RFC 5626 §6 (schema 2)
+    binding_key TEXT NOT NULL,  -- Binding.key: the contact, or instance and reg-id (schema 2)
+    PRIMARY KEY (aor, binding_key)
+)
 """
+_BINDINGS_INDEX = "CREATE INDEX IF NOT EXISTS bindings_expiry ON bindings (expires_at)"
 
-_BINDING_COLUMNS = (
+_V1_COLUMNS = (
     "aor, contact, expires_at, call_id, cseq, q, path, instance, reg_id, params, source, user_agent,"
     " updated_at"
 )
-_BINDING_ORDER = "COALESCE(q, 1.0) DESC, updated_at DESC, contact"
+# Schema 1 → 2: the bindings table gains flow and binding_key, and its primary key becomes
+# (aor, binding_key); SQLite changes a primary key only by copying into a new table.
+_MIGRATE_1_TO_2 = (
+    _BINDINGS_TABLE.format(name="bindings_v2"),
+    f"INSERT INTO bindings_v2 ({_V1_COLUMNS}, flow, binding_key)"
+    f" SELECT {_V1_COLUMNS}, '', contact FROM bindings",
+    "DROP TABLE bindings",
+    "ALTER TABLE bindings_v2 RENAME TO bindings",
+    _BINDINGS_INDEX,
+)
+
+_BINDING_COLUMNS = f"{_V1_COLUMNS}, flow"
+_BINDING_ORDER = "COALESCE(q, 1.0) DESC, updated_at DESC, contact, binding_key"
 _SELECT_BINDINGS = f"SELECT {_BINDING_COLUMNS} FROM bindings"
-_INSERT_BINDING = f"INSERT INTO bindings ({_BINDING_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_BINDING = (
+    f"INSERT INTO bindings ({_BINDING_COLUMNS}, binding_key)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _SELECT_USERS = "SELECT aor, username, realm, ha1 FROM users"
 
 
@@ -102,7 +124,7 @@ def _immediate(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 def _binding_from_row(row: tuple) -> Binding:
-    # The columns are in the order of Binding's fields; only path needs decoding.
+    # The columns are in the order of Binding's fields (flow last); only path needs decoding.
     values = list(row)
     values[6] = json.loads(values[6])
     return Binding(*values)
@@ -123,6 +145,8 @@ def _binding_row(b: Binding) -> tuple:
         b.source,
         b.user_agent,
         float(b.updated_at),
+        b.flow,
+        b.key,
     )
 
 
@@ -167,16 +191,23 @@ class SqliteStore:
             version = row[0]
             if version is None:
                 # Not executescript(), which would COMMIT first.
-                for statement in _SCHEMA_V1.split(";"):
+                for statement in _USERS.split(";"):
                     if statement.strip():
                         db.execute(statement)
+                db.execute(_BINDINGS_TABLE.format(name="bindings"))
+                db.execute(_BINDINGS_INDEX)
                 db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
             elif version > SCHEMA_VERSION:
                 raise RuntimeError(
                     f"{self.path}: schema version {version} is newer than this sipstack "
                     f"understands ({SCHEMA_VERSION})"
                 )
-            # Later: migrate from `version` up to SCHEMA_VERSION here, step by step.
+            elif version < SCHEMA_VERSION:
+                # Step by step from the file's version, in this transaction: all or nothing.
+                if version == 1:
+                    for statement in _MIGRATE_1_TO_2:
+                        db.execute(statement)
+                db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     # Users.
 

@@ -119,7 +119,7 @@ async def test_file_schema_and_pragmas(tmp_path: Path) -> None:
         with sqlite3.connect(path) as db:
             assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
             assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
-            assert SCHEMA_VERSION == 1
+            assert SCHEMA_VERSION == 2
             names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
             assert {"users", "bindings", "schema_version", "users_login", "bindings_expiry"} <= names
             user_index = db.execute("PRAGMA index_info(users_login)").fetchall()
@@ -152,8 +152,82 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
     db.close()
-    with pytest.raises(RuntimeError, match="schema version 2"):
+    with pytest.raises(RuntimeError, match=f"schema version {SCHEMA_VERSION + 1}"):
         SqliteStore(path)
+
+
+# The schema of the first release (version 1), as such files are on disk: one binding per
+# contact, no flow column.
+SCHEMA_V1 = """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+INSERT INTO schema_version (version) VALUES (1);
+CREATE TABLE users (
+    aor TEXT PRIMARY KEY NOT NULL, username TEXT NOT NULL, realm TEXT NOT NULL, ha1 TEXT NOT NULL
+);
+CREATE INDEX users_login ON users (username, realm);
+CREATE TABLE bindings (
+    aor TEXT NOT NULL, contact TEXT NOT NULL, expires_at REAL NOT NULL, call_id TEXT NOT NULL,
+    cseq INTEGER NOT NULL, q REAL, path TEXT NOT NULL, instance TEXT, reg_id INTEGER,
+    params TEXT NOT NULL, source TEXT NOT NULL, user_agent TEXT NOT NULL, updated_at REAL NOT NULL,
+    PRIMARY KEY (aor, contact)
+);
+CREATE INDEX bindings_expiry ON bindings (expires_at);
+INSERT INTO users VALUES ('alice@example.com', 'alice', 'example.com', '{"MD5": "00"}');
+INSERT INTO bindings VALUES ('sip:alice@example.com', 'sip:alice@192.0.2.1', 1700003600.0, 'c', 7,
+    0.5, '["<sip:edge;lr>"]', '<urn:uuid:1>', 2, ';reg-id=2', 'udp:192.0.2.1:5060', 'ua/1', 1700000000.0);
+"""
+
+
+async def test_a_version_1_file_is_migrated_and_keeps_its_data(tmp_path: Path) -> None:
+    """A database written before outbound support opens: its users and bindings are kept (no
+    flow), the schema is version 2, and two outbound flows may now share a Contact URI."""
+    path = tmp_path / "sip.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA_V1)
+    db.close()
+    store = SqliteStore(path)
+    try:
+        old = Binding(
+            AOR,
+            "sip:alice@192.0.2.1",
+            NOW + 3600,
+            "c",
+            7,
+            q=0.5,
+            path=["<sip:edge;lr>"],
+            instance="<urn:uuid:1>",
+            reg_id=2,
+            params=";reg-id=2",
+            source="udp:192.0.2.1:5060",
+            user_agent="ua/1",
+            updated_at=NOW,
+        )
+        assert await store.bindings(AOR, NOW) == [old]
+        assert old.flow == ""
+        assert await store.find_user("alice", "example.com") == User(
+            "alice@example.com", "alice", "example.com", {"MD5": "00"}
+        )
+        flows = [
+            binding(
+                "sip:alice@192.0.2.1;ob", instance="<urn:uuid:2>", reg_id=n, flow="path", updated_at=NOW + n
+            )
+            for n in (1, 2)
+        ]
+        await store.update(AOR, lambda current: [*current, *flows], NOW)
+        assert [b.reg_id for b in await store.bindings(AOR, NOW)] == [2, 1, 2]
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        assert {"bindings", "bindings_expiry", "users_login"} <= names
+        assert "bindings_v2" not in names
+    db.close()
+    reopened = SqliteStore(path)  # a migrated file opens as it is
+    try:
+        assert len(await reopened.bindings(AOR, NOW)) == 3
+    finally:
+        await reopened.close()
 
 
 async def test_two_store_objects_on_one_file_see_each_other(tmp_path: Path) -> None:

@@ -203,6 +203,31 @@ async def test_values_round_trip_exactly(store: Store) -> None:
             assert type(getattr(stored, name)) is type(getattr(binding, name)), name
 
 
+async def test_outbound_flows_of_one_contact_are_separate_bindings(store: Store) -> None:
+    """RFC 5626 §6: an outbound binding is keyed by instance and reg-id, so two flows of a UA
+    with one Contact URI are two bindings; a plain binding stays one per contact."""
+    instance = "<urn:uuid:00000000-0000-1000-8000-000A95A0E128>"
+    contact = "sip:alice@192.0.2.7;ob"
+    one = make_binding(contact, instance=instance, reg_id=1, flow="path", updated_at=NOW + 1)
+    two = make_binding(
+        contact, instance=instance, reg_id=2, flow="TCP 192.0.2.7 5 - 0 3 e", updated_at=NOW + 2
+    )
+    await store.update(AOR, lambda current: [one, two], NOW)
+    assert await store.bindings(AOR, NOW) == [two, one]
+    assert [b.key for b in await store.bindings(AOR, NOW)] == [f"{instance};reg-id=2", f"{instance};reg-id=1"]
+    with pytest.raises(ValueError, match="twice"):
+        await store.update(
+            AOR, lambda current: [one, make_binding(contact, instance=instance, reg_id=1, flow="x")], NOW
+        )
+    plain = [
+        make_binding(contact, instance=instance, reg_id=1),
+        make_binding(contact, instance=instance, reg_id=2),
+    ]
+    with pytest.raises(ValueError, match="twice"):  # not outbound (no flow): keyed by contact
+        await store.update(AOR, lambda current: plain, NOW)
+    assert await store.bindings(AOR, NOW) == [two, one]
+
+
 async def test_mutating_bindings_does_not_change_the_store(store: Store) -> None:
     original = make_binding("sip:alice@10.0.0.1", path=["<sip:edge.example.com;lr>"])
     passed = make_binding("sip:alice@10.0.0.1", path=["<sip:edge.example.com;lr>"])
