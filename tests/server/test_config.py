@@ -81,6 +81,10 @@ cert = "/etc/sip/cert.pem"
 key = "/etc/sip/key.pem"
 ca = "/etc/sip/ca.pem"
 verify_client = true
+
+[outbound]
+edge = false  # true needs workers = 1; tested on its own
+flow_timer = 45
 """
 
 
@@ -110,6 +114,8 @@ def test_toml_overrides_every_default(tmp_path: Path) -> None:
         "tls_key": "/etc/sip/key.pem",
         "tls_ca": "/etc/sip/ca.pem",
         "tls_verify_client": True,
+        "outbound_edge": False,
+        "flow_timer": 45,
     }
     assert {name: getattr(config, name) for name in expected} == expected
     # Every field of the configuration can be set from the file.
@@ -137,6 +143,8 @@ def test_toml_overrides_every_default(tmp_path: Path) -> None:
         ("tls", "key", '"k.pem"', "tls_key", "k.pem"),
         ("tls", "ca", '"ca.pem"', "tls_ca", "ca.pem"),
         ("tls", "verify_client", "true", "tls_verify_client", True),
+        ("outbound", "edge", "true", "outbound_edge", True),
+        ("outbound", "flow_timer", "120", "flow_timer", 120),
     ],
 )
 def test_each_section_key_sets_its_field_only(
@@ -239,6 +247,10 @@ CERTS = '[tls]\ncert = "c.pem"\nkey = "k.pem"\n'
         pytest.param('[proxy]\ndefault_route = "not a uri"\n', "default_route", id="default_route-garbage"),
         pytest.param('[proxy]\ndefault_route = "sip:"\n', "default_route", id="default_route-no-host"),
         pytest.param('[proxy]\nrouting = "myroutes.route"\n', "routing", id="routing-without-colon"),
+        pytest.param("workers = 2\n[outbound]\nedge = true\n", "edge", id="outbound-edge-workers"),
+        pytest.param("[outbound]\nflow_timer = -1\n", "flow_timer", id="flow_timer-negative"),
+        pytest.param('[outbound]\nedge = "yes"\n', "edge", id="type-outbound-edge"),
+        pytest.param("[outbound]\nkeepalive = 1\n", "keepalive", id="unknown-outbound-key"),
     ],
 )
 def test_bad_setting_raises_configuration_error_naming_the_key(tmp_path: Path, toml: str, key: str) -> None:

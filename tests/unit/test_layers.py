@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "sipstack"
-SANS_IO = ["message", "sdp", "offeranswer", "transaction", "dialog", "auth", "errors"]
+SANS_IO = ["message", "sdp", "offeranswer", "transaction", "dialog", "auth", "errors", "flow"]
 IO_MODULES = {"asyncio", "socket", "ssl", "selectors", "uvloop", "threading"}
 # Floors (a module may import its own floor and below, never above).
 FLOORS = {
@@ -17,6 +17,7 @@ FLOORS = {
     "deadlines": 1,
     "storage": 1,
     "message": 2,
+    "flow": 2,
     "sdp": 2,
     "offeranswer": 2,
     "transaction": 3,

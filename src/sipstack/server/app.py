@@ -24,10 +24,12 @@ from pathlib import Path
 from ..auth import DigestAuthenticator, NonceManager
 from ..endpoint import Endpoint, IncomingRequest
 from ..errors import ParseError
+from ..flow import FlowTokens
 from ..message import SipURI, UnsupportedExtension, validate_request
 from ..proxy import Proxy, Target, detect_loop, preprocess_routes
+from ..proxy.outbound import EdgeProxy, context_for, location_targets
 from ..proxy.routing import is_own_uri
-from ..registrar import Registrar, RegistrarConfig
+from ..registrar import Registrar, RegistrarConfig, gruu_instance
 from ..storage import Store, open_store
 from ..transport.base import ListenSpec
 from ..transport.udp import UdpListener
@@ -46,10 +48,11 @@ def database_path(data_dir: str | Path) -> Path:
     return Path(data_dir) / "sipstack.db"
 
 
-def load_secret(data_dir: str | Path) -> bytes:
-    """The nonce secret, created on first use and kept in the data directory (mode 0600), so
-    that nonces stay valid across restarts and between worker processes."""
-    path = Path(data_dir) / "nonce.key"
+def load_secret(data_dir: str | Path, name: str = "nonce.key") -> bytes:
+    """The nonce secret (or the flow token secret, ``flow.key``), created on first use and kept
+    in the data directory (mode 0600), so that nonces and flow tokens stay valid across
+    restarts and between worker processes."""
+    path = Path(data_dir) / name
     try:
         return path.read_bytes()
     except FileNotFoundError:
@@ -77,6 +80,8 @@ class Server:
         self.endpoint: Endpoint | None = None
         self.registrar: Registrar | None = None
         self.proxy: Proxy | None = None
+        self.edge: EdgeProxy | None = None
+        """The RFC 5626 edge proxy role (``[outbound] edge``)."""
         self.routing: RoutingFunction | None = load_routing(config.routing) if config.routing else None
         self.addresses: list[str] = []
         self._stopped = asyncio.Event()
@@ -131,6 +136,9 @@ class Server:
                 min_expires=config.min_expires,
                 max_expires=config.max_expires,
                 default_expires=config.default_expires,
+                # RFC 5626 §6: a flow is a connection of one worker; several cannot keep them.
+                first_hop_outbound=config.workers == 1,
+                flow_timer=config.flow_timer,
             ),
             authenticators,
             user_agent=config.user_agent,
@@ -151,6 +159,8 @@ class Server:
             record_route=config.record_route,
             timer_c=config.timer_c,
         )
+        if config.outbound_edge:  # RFC 5626 §5
+            self.edge = EdgeProxy(self.proxy, FlowTokens(load_secret(config.data_dir, "flow.key")))
         self.authenticators = authenticators
         self.endpoint.on_request(self._on_request)
         for spec in config.listen:
@@ -196,6 +206,11 @@ class Server:
                     if not bindings:
                         return
                     target = Target(bindings[0].contact, path=bindings[0].path)
+                if self.edge is not None:  # RFC 5626 §5.3: an ACK for a flow of ours
+                    routed = self.edge.route_ack(request, incoming.source)
+                    if routed is False:
+                        return
+                    target = routed or target
                 await self.proxy.forward_ack(request, incoming.source, target)
             return
         # RFC 3261 §16.3: the checks a proxy makes before anything else.
@@ -229,6 +244,11 @@ class Server:
         if detect_loop(request, self.endpoint.is_local):
             incoming.respond(482)  # §16.3 step 4
             return
+        if self.edge is not None:  # RFC 5626 §5: flow tokens in Path, Route, Record-Route
+            popped = await self.edge.preprocess(incoming)
+            if popped is None:
+                return
+            loose_routed = loose_routed or popped > 0
         if self.routing is not None:
             decision = await self._route_hook(incoming)
             if isinstance(decision, Reply):
@@ -246,7 +266,7 @@ class Server:
         targets = await self._targets(incoming)
         if targets is None:
             return
-        await self.proxy.forward(incoming, targets)
+        await self.proxy.forward(incoming, targets, context_for(targets))  # RFC 5626 flows
 
     async def _route_hook(self, incoming: IncomingRequest) -> Decision:
         assert self.routing is not None
@@ -308,8 +328,12 @@ class Server:
         assert self.store is not None and isinstance(uri, SipURI)
         now = time.time()
         bindings = await self.store.bindings(uri.aor, now)
+        instance = gruu_instance(uri)
+        if instance is not None:  # RFC 5627: a public GRUU reaches its instance only
+            bindings = [b for b in bindings if (b.instance or "").lower() == instance.lower()]
         if bindings:
-            return [Target(b.contact, b.q if b.q is not None else 1.0, b.path) for b in bindings]
+            # One target per binding; per instance for outbound flows (RFC 5626 §6).
+            return location_targets(bindings, self.registrar.flow_epoch)
         known = await self.store.get_user(f"{uri.user}@{uri.host.lower()}")
         incoming.respond(480 if known is not None else 404)
         return None

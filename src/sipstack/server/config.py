@@ -58,6 +58,12 @@ class ServerConfig:
     """Worker processes sharing the listening ports (SO_REUSEPORT)."""
     default_route: str = ""
     """Next hop (a SIP URI) for requests outside the served domains; empty: RFC 3263."""
+    outbound_edge: bool = False
+    """Act as an RFC 5626 edge proxy: keep the flows of UAs registering through this server
+    (a flow token in the Path), route requests carrying its tokens over those flows."""
+    flow_timer: int = 0
+    """Keep-alive interval (seconds) asked of outbound UAs in the registrar's 200 (the
+    Flow-Timer header, RFC 5626 §4.4); 0: none, UAs use their defaults."""
     log_level: str = "info"
     user_agent: str = "sipstack"
 
@@ -97,6 +103,12 @@ class ServerConfig:
             raise ConfigurationError("routing: expected module:function")
         if not self.domains:
             raise ConfigurationError("domains: at least one domain is needed")
+        if self.outbound_edge and self.workers > 1:
+            raise ConfigurationError(
+                "outbound.edge: a flow is a connection of one process; needs workers = 1"
+            )
+        if self.flow_timer < 0:
+            raise ConfigurationError("outbound.flow_timer: 0 (none) or a number of seconds")
         if not 1 <= self.min_expires <= self.default_expires <= self.max_expires:
             raise ConfigurationError("registrar: need 1 <= min_expires <= default_expires <= max_expires")
         if any(ListenSpec.parse(s).transport in ("TLS", "WSS") for s in self.listen) and not (
@@ -123,6 +135,7 @@ _SECTIONS = {
         "default_route": "default_route",
         "routing": "routing",
     },
+    "outbound": {"edge": "outbound_edge", "flow_timer": "flow_timer"},
     "tls": {"cert": "tls_cert", "key": "tls_key", "ca": "tls_ca", "verify_client": "tls_verify_client"},
 }
 
