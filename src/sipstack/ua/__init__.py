@@ -18,6 +18,12 @@ Public contract::
         await call.ring()                                  # 180 (reliable if 100rel asks)
         await call.accept()                                # 200 + answer, waits for the ACK
 
+    # SIP Outbound (RFC 5626): a flow per outbound proxy, kept alive, re-formed on failure
+    ua = UserAgent("sip:alice@example.com", instance_file="alice.instance")
+    outbound = await ua.register_outbound(["sip:edge1.example.com;transport=tcp",
+                                           "sip:edge2.example.com;transport=tcp"])
+    outbound.flows[0].state, outbound.flows[0].events      # "registered", what happened
+
 Failures raise :class:`RequestFailed` (``.response``), :class:`CallCancelled`,
 :class:`CallStateError`, :class:`sipstack.errors.SipTimeoutError`,
 :class:`sipstack.errors.TransportError`.
@@ -27,6 +33,7 @@ from .agent import ALLOW, SUPPORTED, UserAgent
 from .call import Call, CallState
 from .errors import AuthenticationFailed, CallCancelled, CallStateError, RequestFailed
 from .incoming import IncomingCall
+from .outbound import Flow, FlowEvent, OutboundConfig, OutboundRegistration
 from .outgoing import OutgoingCall
 from .registration import Registration
 
@@ -38,7 +45,11 @@ __all__ = [
     "CallCancelled",
     "CallState",
     "CallStateError",
+    "Flow",
+    "FlowEvent",
     "IncomingCall",
+    "OutboundConfig",
+    "OutboundRegistration",
     "OutgoingCall",
     "Registration",
     "RequestFailed",

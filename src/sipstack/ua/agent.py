@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import os
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ from .errors import AuthenticationFailed, CallCancelled, RequestFailed
 if TYPE_CHECKING:
     from .call import Call
     from .incoming import IncomingCall
+    from .outbound import Flow, FlowEvent, OutboundConfig, OutboundRegistration
     from .outgoing import OutgoingCall
     from .registration import Registration
 
@@ -66,7 +68,9 @@ class UserAgent:
     (RFC 3261 §18.1.1: large requests come over TCP). ``prack``: ``"supported"`` (offer
     100rel on INVITEs), ``"required"`` or ``"disabled"``. With ``auto_answer`` and no
     :meth:`on_call` handler, calls are answered at once; without either they are refused
-    with 480.
+    with 480. ``instance_id`` is this UA's SIP Outbound instance URN (RFC 5626 §4.1), or
+    ``instance_file`` a file that keeps one across restarts (default: one made per UA
+    object); see :meth:`register_outbound`.
 
     Use it as an async context manager, or call :meth:`start` and :meth:`close`."""
 
@@ -88,6 +92,8 @@ class UserAgent:
         prack: str = "supported",
         user_agent: str = "sipstack",
         pair_tcp: bool = True,
+        instance_id: str | None = None,
+        instance_file: str | os.PathLike[str] | None = None,
     ) -> None:
         if prack not in ("supported", "required", "disabled"):
             raise ValueError("prack is one of supported, required, disabled")
@@ -118,6 +124,15 @@ class UserAgent:
         self._message_handler: MessageHandler | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
+        # SIP Outbound (RFC 5626, ua/outbound.py).
+        self._instance_id = instance_id
+        if instance_id is not None:
+            from .instance import normalise_instance_id
+
+            self._instance_id = normalise_instance_id(instance_id)
+        self.instance_file = instance_file
+        self.outbound: OutboundRegistration | None = None
+        """The flows of :meth:`register_outbound`, while they run."""
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -156,6 +171,8 @@ class UserAgent:
         seconds), then close the endpoint if this UA made it."""
         for registration in list(self.registrations):
             registration.stop()
+        if self.outbound is not None:  # RFC 5626 flows: no more refreshes, pings, recovery
+            self.outbound.stop()
         pending = [self.spawn(call.hangup()) for call in list(self.calls)]
         if pending:
             await asyncio.wait(pending, timeout=timeout)
@@ -207,9 +224,22 @@ class UserAgent:
         display = f'"{self.display_name}" ' if self.display_name else ""
         return f"{display}<{uri}>;tag={tag}"
 
+    @property
+    def instance_id(self) -> str:
+        """This UA's instance URN (RFC 5626 §4.1, ``urn:uuid:…``): the one given, else the
+        one kept in ``instance_file``, else one made now and kept for the UA's lifetime."""
+        if self._instance_id is None:
+            from .instance import load_instance_id, new_instance_id
+
+            self._instance_id = (
+                load_instance_id(self.instance_file) if self.instance_file is not None else new_instance_id()
+            )
+        return self._instance_id
+
     def contact_for(self, address: Address) -> str:
         """Our Contact for requests that go to ``address``: the listener of its transport
-        (and IP family), with ``transport=`` for anything but UDP."""
+        (and IP family), with ``transport=`` for anything but UDP; and ``ob`` when they go
+        over a registered SIP Outbound flow (RFC 5626 §4.3: keep the dialog on the flow)."""
         v6 = ":" in address.host
         local = self.endpoint.local_address(address.transport, v6)
         transport = address.transport
@@ -223,6 +253,8 @@ class UserAgent:
         user = _user_of(self.aor) or "sipstack"
         suffix = "" if transport == "UDP" else f";transport={transport.lower()}"
         scheme = "sips" if transport == "TLS" and address.secure else "sip"
+        if self.outbound is not None and self.outbound.flow_to(address) is not None:
+            suffix += ";ob"  # RFC 5626 §4.3
         return f"<{scheme}:{user}@{local.host_port}{suffix}>"
 
     def create_request(
@@ -243,8 +275,11 @@ class UserAgent:
         outbound proxy as Route, From with a fresh tag, To (``to`` or the URI), a fresh
         Call-ID. No Via (the transport adds it) and no Contact (added per target)."""
         lines: list[tuple[str, str]] = []
-        if self.proxy:
-            lines.append(("Route", f"<{self.proxy}>"))
+        route = self.proxy
+        if route is None and self.outbound is not None:
+            route = self.outbound.route()  # RFC 5626 §4.3: over a registered flow
+        if route:
+            lines.append(("Route", f"<{route}>"))
         lines += [
             ("Max-Forwards", "70"),
             ("From", self._from(from_tag or new_tag(), from_aor)),
@@ -426,13 +461,66 @@ class UserAgent:
         return registration
 
     async def unregister(self, aor: str | None = None) -> list[Response]:
-        """Remove the bindings of this UA's registrations (of ``aor`` only, if given); the
-        registrars' 200s. Raises :class:`RequestFailed` if one refuses."""
+        """Remove the bindings of this UA's registrations (of ``aor`` only, if given), SIP
+        Outbound flows included; the registrars' 200s. Raises :class:`RequestFailed` if one
+        refuses."""
         done = []
         for registration in list(self.registrations):
             if aor is None or registration.aor == aor:
                 done.append(await registration.unregister())
+        if self.outbound is not None and (aor is None or self.outbound.aor == aor):
+            done += await self.outbound.unregister()
         return done
+
+    async def register_outbound(
+        self,
+        proxies: Sequence[str],
+        aor: str | None = None,
+        *,
+        password: str | None = None,
+        username: str | None = None,
+        registrar: str | None = None,
+        expires: int = 3600,
+        config: OutboundConfig | None = None,
+        on_event: Callable[[Flow, FlowEvent], object] | None = None,
+    ) -> OutboundRegistration:
+        """Register ``aor`` with SIP Outbound (RFC 5626): one flow per outbound proxy URI in
+        ``proxies`` (``reg-id`` 1, 2, … in that order), each REGISTER routed through its proxy,
+        with this UA's ``+sip.instance`` and ``Supported: outbound``; flows are kept alive and
+        re-registered after a failure with the §4.5 back-off (``config``). Requests this UA
+        then sends outside dialogs go over a registered flow. Returns when every flow has
+        tried once; raises the error of the first flow when none could register. One set
+        of flows per UA."""
+        from .outbound import OutboundRegistration
+
+        if self.outbound is not None:
+            raise RuntimeError("this UserAgent already registers with SIP Outbound")
+        aor = aor or self.aor
+        if aor is None:
+            raise ValueError("no address-of-record to register")
+        if self.aor is None:
+            self.aor = aor
+        credentials = self.credentials
+        if password is not None:
+            credentials = DigestClient(username or _user_of(aor) or "", password)
+            if self.credentials is None:
+                self.credentials = credentials
+        outbound = OutboundRegistration(
+            self,
+            aor,
+            proxies,
+            registrar=registrar,
+            credentials=credentials,
+            expires=expires,
+            config=config,
+            on_event=on_event,
+        )
+        self.outbound = outbound
+        try:
+            return await outbound.start()
+        except BaseException:
+            outbound.stop()
+            raise
 
     def dial(
         self,

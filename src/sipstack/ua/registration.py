@@ -7,11 +7,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ..auth import DigestClient
 from ..errors import ParseError, SipError
 from ..message import Response, SipURI, parse_uri
+from ..message.headers import parse_contacts
 from ..transaction import new_tag
 from .agent import ALLOW
 
@@ -39,6 +41,11 @@ class Registration:
         registrar: str | None = None,
         credentials: DigestClient | None = None,
         expires: int = 3600,
+        route: str | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+        call_id: str | None = None,
+        from_tag: str | None = None,
+        next_cseq: Callable[[], int] | None = None,
     ) -> None:
         self.ua = ua
         self.aor = aor
@@ -58,16 +65,27 @@ class Registration:
         self.bindings: list[str] = []
         """Every Contact the registrar's last 200 listed for the AoR."""
         self.response: Response | None = None
-        self.call_id = f"{new_tag()}{new_tag()}@sipstack"
-        self.from_tag = new_tag()
+        self.call_id = call_id or f"{new_tag()}{new_tag()}@sipstack"
+        self.from_tag = from_tag or new_tag()
         self.cseq = 0
         self._refresher: asyncio.Task[None] | None = None
+        # Hooks for SIP Outbound (RFC 5626, ua/outbound.py): each flow's REGISTERs take a Route
+        # to its own outbound proxy (instead of the UA's), ``Supported: outbound``, and share
+        # the Call-ID and CSeq space of the AoR's other flows.
+        self.route = route
+        """A loose Route for these REGISTERs, replacing the UA's outbound proxy."""
+        self.headers = list(headers)
+        """Extra header fields of every REGISTER."""
+        self._shared_cseq = next_cseq
 
     @property
     def registered(self) -> bool:
         return self.granted > 0 and time.monotonic() < self.expires_at
 
     def _next_cseq(self) -> int:
+        if self._shared_cseq is not None:  # RFC 5626 flows: one CSeq space per Call-ID
+            self.cseq = self._shared_cseq()
+            return self.cseq
         self.cseq += 1
         return self.cseq
 
@@ -84,8 +102,11 @@ class Registration:
             headers=[
                 ("Expires", str(expires)),
                 ("Allow", ALLOW),
+                *self.headers,
             ],
         )
+        if self.route is not None:
+            request.set_header("Route", f"<{self.route}>")
         if self.contact is None:
             targets = await ua.endpoint.targets(request)
             self.contact = ua.contact_for(targets[0])
@@ -118,11 +139,16 @@ class Registration:
 
     def _granted(self, response: Response) -> int:
         """The expiry the registrar gave our Contact (RFC 3261 §10.2.4: its expires
-        parameter, else the Expires header, else what we asked)."""
-        ours = parse_uri(self.contact.strip("<>")) if self.contact else None
+        parameter, else the Expires header, else what we asked). A Contact with a
+        ``reg-id`` (RFC 5626) is ours only if the binding has the same one."""
+        ours = parse_contacts(self.contact)[0] if self.contact else None
         for contact in response.contact:
-            if not contact.is_star and contact.uri == ours and contact.expires is not None:
-                return contact.expires
+            if contact.is_star or ours is None or contact.uri != ours.uri or contact.expires is None:
+                continue
+            reg_id = ours.params.get("reg-id")
+            if reg_id is not None and contact.params.get("reg-id", reg_id) != reg_id:
+                continue  # another flow's binding of the same URI
+            return contact.expires
         return response.expires if response.expires is not None else self.expires
 
     async def start(self, *, refresh: bool = True) -> Response:
