@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 # Debian packages of the real peers the tests drive (installed when missing and we are root).
-DEB_PKGS := sip-tester kamailio kamailio-tls-modules baresip sipsak tshark
+DEB_PKGS := sip-tester kamailio kamailio-tls-modules kamailio-outbound-modules baresip sipsak tshark iproute2 iptables
 # And those the benchmarks compare against.
 BENCH_DEB_PKGS := sip-tester kamailio
 
