@@ -21,7 +21,7 @@ implemented") on the first WWW-Authenticate that is not MD5, so the server runs 
 The second half puts sipstack's own user agent (``sipstack.ua``) opposite baresip: a
 UserAgent calls a registered baresip (which hangs up), ``sipstack call`` calls it (and hangs
 up with BYE), and baresip dials a UserAgent registered to the server that rings and answers
-(BYE from either side).
+(BYE from either side) or that answers by itself (``auto_answer=True``, no handler).
 
 Every process is killed by PID on teardown; every wait is bounded.
 """
@@ -557,5 +557,38 @@ async def test_baresip_calls_a_sipstack_ua(
                 assert await call.wait_ended(10) == "remote bye"
             await asyncio.to_thread(alice.ctrl.wait_event, "CALL_CLOSED", 10)
         assert alice.received("SIP/2.0 180") and alice.received("SIP/2.0 200"), alice.log()
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- server ---\n{server.log()}\n--- alice ---\n{alice.log()}") from None
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_baresip_calls_an_auto_answer_ua(
+    server: ServerKit, phone: Callable[[str, str], Phone], transport: str
+) -> None:
+    """``UserAgent(auto_answer=True)`` and no handler: the call is answered at once (200 with
+    the SDP answer), and baresip hangs up."""
+    import asyncio
+
+    from sipstack.ua import UserAgent
+
+    alice = await asyncio.to_thread(phone, "alice", transport)
+    try:
+        async with UserAgent(
+            f"sip:bob@{DOMAIN}",
+            listen=[f"{transport}:{HOST}:0"],
+            password="bob-secret",
+            proxy=f"sip:{HOST}:{server.port};transport={transport};lr",
+            auto_answer=True,
+        ) as bob:
+            await asyncio.wait_for(bob.register(registrar=f"sip:{DOMAIN}", expires=300), 10)
+            await asyncio.to_thread(alice.ctrl.command, "dial", f"sip:bob@{DOMAIN}")
+            event = await asyncio.to_thread(alice.ctrl.wait_event, "CALL_ESTABLISHED", 15)
+            assert event["direction"] == "outgoing", event
+            (call,) = bob.calls
+            assert call.established and call.streams and call.streams[0].accepted, call
+            await asyncio.to_thread(alice.ctrl.command, "hangup")
+            assert await call.wait_ended(10) == "remote bye"
+            await asyncio.to_thread(alice.ctrl.wait_event, "CALL_CLOSED", 10)
+        assert alice.received("SIP/2.0 200") and not alice.received("SIP/2.0 180"), alice.log()
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n--- server ---\n{server.log()}\n--- alice ---\n{alice.log()}") from None

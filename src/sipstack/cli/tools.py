@@ -1047,7 +1047,11 @@ async def _call(s: UaSession) -> None:
                 s.final(final, started, echo=False)
         s.result["ended_by"] = "cancel"
         return
-    except (SipTimeoutError, TransportError):
+    except TransportError:
+        if not call.established:
+            call.abandon()  # unreachable (ICMP, refused): no provisional came, no CANCEL can go
+        raise
+    except SipTimeoutError:
         if not call.ended:
             s.say("no answer: CANCEL")
             with contextlib.suppress(Exception):

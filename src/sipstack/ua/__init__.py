@@ -25,13 +25,14 @@ Public contract::
     outbound.flows[0].state, outbound.flows[0].events      # "registered", what happened
 
 Failures raise :class:`RequestFailed` (``.response``), :class:`CallCancelled`,
-:class:`CallStateError`, :class:`sipstack.errors.SipTimeoutError`,
+:class:`CallStateError`, :class:`sipstack.errors.SipTimeoutError` (:class:`CallTimeout`, with
+``.response`` and ``.call``, when ``invite(timeout=…)`` gave up and cancelled),
 :class:`sipstack.errors.TransportError`.
 """
 
 from .agent import ALLOW, SUPPORTED, UserAgent
 from .call import Call, CallState
-from .errors import AuthenticationFailed, CallCancelled, CallStateError, RequestFailed
+from .errors import AuthenticationFailed, CallCancelled, CallStateError, CallTimeout, RequestFailed
 from .incoming import IncomingCall
 from .outbound import Flow, FlowEvent, OutboundConfig, OutboundRegistration
 from .outgoing import OutgoingCall
@@ -45,6 +46,7 @@ __all__ = [
     "CallCancelled",
     "CallState",
     "CallStateError",
+    "CallTimeout",
     "Flow",
     "FlowEvent",
     "IncomingCall",

@@ -33,7 +33,7 @@ from ..offeranswer import DEFAULT_CODECS, Codec, SdpSession
 from ..sdp import SessionDescription
 from ..transaction import ClientTransaction, TimerConfig, new_branch, new_tag
 from ..transaction.timers import DEFAULT_TIMERS
-from .errors import AuthenticationFailed, CallCancelled, RequestFailed
+from .errors import AuthenticationFailed, CallCancelled, CallTimeout, RequestFailed
 
 if TYPE_CHECKING:
     from .call import Call
@@ -552,15 +552,16 @@ class UserAgent:
         """Call ``uri`` and wait for the answer: the established call (``call.remote_sdp``
         is the answer). Raises :class:`RequestFailed` with the final response if the call is
         refused, :class:`SipTimeoutError` if nobody answers (Timer B, or ``timeout``
-        seconds — the INVITE is then cancelled)."""
+        seconds — the INVITE is then cancelled, and the :class:`CallTimeout` raised carries
+        the final response that brought, a 487, and the call)."""
         call = self.dial(uri, sdp, headers=headers, late_offer=late_offer)
         try:
             await call.wait_answered(timeout)
-        except SipTimeoutError:
+        except SipTimeoutError as exc:
             if timeout is not None and not call.ended:
                 with contextlib.suppress(Exception):
                     await call.cancel()
-            raise
+            raise CallTimeout(str(exc), call.response, call) from exc
         return call
 
     # -- calls bookkeeping (used by Call) ---------------------------------------------------

@@ -4,8 +4,13 @@
 
 from __future__ import annotations
 
-from ..errors import SipError
+from typing import TYPE_CHECKING
+
+from ..errors import SipError, SipTimeoutError
 from ..message import Request, Response
+
+if TYPE_CHECKING:
+    from .outgoing import OutgoingCall
 
 
 class RequestFailed(SipError):
@@ -40,9 +45,23 @@ class CallCancelled(SipError):
         self.response = response
 
 
+class CallTimeout(SipTimeoutError):
+    """:meth:`UserAgent.invite` got no answer within its ``timeout`` (and cancelled the
+    INVITE) or Timer B: ``response`` is the final response that came after all (the 487 to
+    the CANCEL, or None), ``call`` the ended :class:`~sipstack.ua.OutgoingCall`. A
+    :class:`sipstack.errors.SipTimeoutError`."""
+
+    def __init__(
+        self, message: str, response: Response | None = None, call: OutgoingCall | None = None
+    ) -> None:
+        super().__init__(message)
+        self.response = response
+        self.call = call
+
+
 class CallStateError(SipError):
     """The call is not in a state that allows this (e.g. a BYE before the answer, a second
     re-INVITE while one is in progress, anything after the call ended)."""
 
 
-__all__ = ["AuthenticationFailed", "CallCancelled", "CallStateError", "RequestFailed"]
+__all__ = ["AuthenticationFailed", "CallCancelled", "CallStateError", "CallTimeout", "RequestFailed"]

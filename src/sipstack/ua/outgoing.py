@@ -88,6 +88,18 @@ class OutgoingCall(Call):
             await asyncio.shield(self._task)
         return self.response
 
+    def abandon(self, reason: str = "unreachable") -> None:
+        """End the unanswered call here, sending nothing: for a peer known to be unreachable
+        (an ICMP error, a refused connection), to which no CANCEL can go (RFC 3261 §9.1:
+        none before a provisional response). ``wait_answered`` raises
+        :class:`CallCancelled`; the call ends with ``reason``."""
+        if self.established:
+            raise CallStateError("the call is answered: hang up with bye()")
+        if self.ended:
+            return
+        self._task.cancel()
+        self._end(reason, CallCancelled(f"call abandoned: {reason}", self.response))
+
     async def hangup(self) -> None:
         if self.established:
             await super().hangup()
