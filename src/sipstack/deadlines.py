@@ -13,16 +13,19 @@ import itertools
 from collections.abc import Hashable
 from typing import Any
 
+_NEVER = float("inf")
+
 
 class Deadlines:
     """Timers keyed by (owner, name); at most one live timer per key."""
 
-    __slots__ = ("_counter", "_heap", "_live")
+    __slots__ = ("_counter", "_heap", "_live", "_new_min")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Any, Hashable]] = []
         self._live: dict[tuple[int, Hashable], int] = {}
         self._counter = itertools.count()
+        self._new_min = _NEVER
 
     def __len__(self) -> int:
         return len(self._live)
@@ -32,6 +35,15 @@ class Deadlines:
         seq = next(self._counter)
         self._live[(id(owner), name)] = seq
         heapq.heappush(self._heap, (when, seq, owner, name))
+        if when < self._new_min:
+            self._new_min = when
+
+    def take_new_min(self) -> float:
+        """The earliest time set since the last call (infinity if none), and forget it: a
+        caller with a wake-up already armed re-arms only when this is earlier."""
+        new = self._new_min
+        self._new_min = _NEVER
+        return new
 
     def cancel(self, owner: Any, name: Hashable) -> None:
         self._live.pop((id(owner), name), None)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
@@ -56,6 +57,9 @@ from .transport.via import needs_congestion_control, stamp_via
 from .transport.ws import connect_ws
 
 log = logging.getLogger("sipstack.endpoint")
+
+TIMER_GRID = 0.002
+"""Seconds: transaction timers fire at most this late, batched on this grid."""
 
 Handler = Callable[["IncomingRequest"], Awaitable[None] | None]
 ResponseCallback = Callable[[Response], None]
@@ -185,6 +189,8 @@ class Endpoint:
         self._sweeper: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._request_udp: list[UdpListener] = []
+        self._local_cache: dict[tuple[str, int | None], bool] = {}
+        """``is_local`` answers (a proxy asks for every Via and Route); reset with listeners."""
         self.draining = False
         self.stats = {"requests_in": 0, "responses_in": 0, "malformed": 0, "sent": 0, "send_errors": 0}
         self.tracer: Callable[[str, bytes, Address], None] | None = None
@@ -213,6 +219,7 @@ class Endpoint:
             listener.on_unreachable = self._unreachable
             if for_requests:
                 self._request_udp.append(listener)
+                self._local_cache.clear()
                 log.info("sending requests from %s", listener.local)
                 return listener.local
         else:
@@ -221,6 +228,7 @@ class Endpoint:
             )
             self._speak(spec.transport)
         self.listeners.append(listener)
+        self._local_cache.clear()
         self._start_sweeper()
         log.info("listening on %s", listener.local)
         return listener.local
@@ -263,6 +271,7 @@ class Endpoint:
             listener.close()
         self.listeners.clear()
         self._request_udp.clear()
+        self._local_cache.clear()
         self.connections.close_all()
         for handle in (self._timer, self._sweeper):
             if handle is not None:
@@ -399,13 +408,17 @@ class Endpoint:
         self._arm_timer()
 
     def _arm_timer(self) -> None:
-        when = self.layer.get_timer()
+        timer = self._timer
+        when = self.layer.timer_update(self._timer_at if timer is not None else None)
         if when is None:
             return
-        if self._timer is not None:
+        # Wake-ups on a grid of TIMER_GRID seconds (never early): the transactions of calls
+        # set apart by microseconds then fire in one wake-up, not one each.
+        when = max(when, math.ceil(when / TIMER_GRID) * TIMER_GRID)
+        if timer is not None:
             if self._timer_at is not None and self._timer_at <= when:
                 return
-            self._timer.cancel()
+            timer.cancel()
         self._timer_at = when
         self._timer = self.loop.call_at(when, self._on_timer)
 
@@ -623,6 +636,16 @@ class Endpoint:
 
     def is_local(self, host: str, port: int | None) -> bool:
         """Whether ``host:port`` names one of this endpoint's listeners (port None: 5060)."""
+        key = (host, port)
+        known = self._local_cache.get(key)
+        if known is None:
+            known = self._is_local(host, port)
+            if len(self._local_cache) >= 1024:
+                self._local_cache.clear()
+            self._local_cache[key] = known
+        return known
+
+    def _is_local(self, host: str, port: int | None) -> bool:
         host = strip_brackets(host).lower()
         for listener in [*self.listeners, *self._request_udp]:
             local = listener.local
@@ -645,22 +668,35 @@ class Endpoint:
         """Send ``request`` to ``address`` in a new client transaction: a Via with a fresh
         branch (or ``branch``) is added; a UDP request too large for the path (§18.1.1)
         goes over TCP."""
-        if address.transport == "UDP" and needs_congestion_control(len(bytes(request)) + 200):
-            address = Address("TCP", address.host, address.port)
-        v6 = ":" in address.host
+        branch = branch or new_branch()
         if address.transport == "UDP":
             local = self._udp_listener(address, requests=True).local
-        else:
-            try:
-                connection = await self.connections.connect(address)
-            except (TimeoutError, OSError) as exc:
-                raise TransportError(f"cannot connect to {address}: {exc}") from exc
-            address = address._replace(transport=connection.transport_name, connection=connection.id)
-            listener = self._stream_listener(address.transport, v6)
-            local = listener.local if listener else Address(address.transport, *connection.local)
+            via = f"SIP/2.0/UDP {local.host_port};branch={branch};rport"
+            request.prepend_header("Via", via)
+            # §18.1.1 (the size without our Via, plus 200): serialised once, here — the
+            # transaction sends these bytes (cached in the message).
+            if not needs_congestion_control(len(bytes(request)) - len(via) - 7 + 200):
+                return self.send_prepared(
+                    request,
+                    address,
+                    on_provisional=on_provisional,
+                    on_final=on_final,
+                    on_error=on_error,
+                    future=future,
+                    branch=branch,
+                )
+            request.pop_value("via")
+            address = Address("TCP", address.host, address.port)
+        v6 = ":" in address.host
+        try:
+            connection = await self.connections.connect(address)
+        except (TimeoutError, OSError) as exc:
+            raise TransportError(f"cannot connect to {address}: {exc}") from exc
+        address = address._replace(transport=connection.transport_name, connection=connection.id)
+        listener = self._stream_listener(address.transport, v6)
+        local = listener.local if listener else Address(address.transport, *connection.local)
         # RFC 5923 §5.2: offer a TLS connection we opened for requests back to us.
         alias = ";alias" if self.via_alias and address.transport == "TLS" and connection.outbound else ""
-        branch = branch or new_branch()
         request.prepend_header(
             "Via",
             f"SIP/2.0/{address.transport} {local.host_port};branch={branch};rport{alias}",

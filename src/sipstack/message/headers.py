@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from ..errors import ParseError
 from . import abnf
-from .uri import URI, check_host, check_uri, parse_uri
+from .uri import URI, check_host, parse_uri
 
 # RFC 3261 §7.3.3 and the extensions that registered a compact form.
 COMPACT_FORMS: dict[str, str] = {
@@ -125,14 +125,24 @@ def pretty_name(key: str) -> str:
     return pretty
 
 
+# Header names as written -> canonical name, for names already checked (bounded).
+_CHECKED_NAMES: dict[str, str] = {}
+
+
 def check_name(raw: str) -> str:
     """Canonical name of a header line's name part, or ParseError (RFC 3261 §7.3.1:
     header-name *(SP / HTAB) HCOLON)."""
+    key = _CHECKED_NAMES.get(raw)
+    if key is not None:
+        return key
     name = raw.rstrip(" \t")
     if not _NAME_RE.fullmatch(name):
         raise ParseError(f"bad header name {raw[:40]!r}")
     key = name.lower()
-    return COMPACT_FORMS.get(key, key)
+    key = COMPACT_FORMS.get(key, key)
+    if len(_CHECKED_NAMES) < 4096:
+        _CHECKED_NAMES[raw] = key
+    return key
 
 
 def split_list(value: str) -> list[str]:
@@ -514,7 +524,8 @@ def parse_routes(value: str) -> list[NameAddr]:
     """Route, Record-Route, Path, Service-Route: name-addrs; the first URI is decoded at once
     (a proxy acts on it, RFC 3261 §16.4); the others are decoded on use."""
     routes = parse_name_addrs(value, brackets=True)
-    check_uri(routes[0]._uri_text)  # the one a proxy acts on: ParseError now, not later
+    first = routes[0]
+    first._uri = parse_uri(first._uri_text)  # the one a proxy acts on: ParseError now, not later
     return routes
 
 

@@ -58,7 +58,7 @@ from .headers import (
     split_list,
 )
 from .status import reason_phrase
-from .uri import URI, check_uri, parse_uri
+from .uri import URI, parse_uri
 
 _MISSING: Any = object()
 _MANDATORY = ("via", "from", "to", "call-id", "cseq")
@@ -156,7 +156,7 @@ class Message:
         if "content-length" not in self._keys:
             self._keys.append("content-length")
             self._lines.append(f"Content-Length: {len(self._body)}")
-        self._reindex()
+        self._first = self._last = None
 
     # -- internals ------------------------------------------------------------------------
 
@@ -168,9 +168,19 @@ class Message:
         self._first = first = dict(zip(reversed(keys), range(n - 1, -1, -1), strict=True))
         self._last = first if len(first) == n else dict(zip(keys, range(n), strict=True))
 
+    def _index(self) -> dict[str, int]:
+        """Name -> index of its first line; rebuilt after edits that moved lines (only when
+        read: a proxy's edits are followed by serialisation, not by lookups)."""
+        first = self._first
+        if first is None:
+            self._reindex()
+            first = self._first
+            assert first is not None
+        return first
+
     def _positions(self, key: str) -> list[int]:
         """Indexes of the lines of header ``key``, in order."""
-        i = self._first.get(key)
+        i = self._index().get(key)
         if i is None:
             return []
         j = self._last[key]
@@ -183,7 +193,7 @@ class Message:
         self._raw = None
         self._typed.pop(key, None)
         if reindex:
-            self._reindex()
+            self._first = self._last = None
 
     def _typed_value(self, key: str) -> Any:
         value = self._typed.get(key, _MISSING)
@@ -213,7 +223,7 @@ class Message:
         return value
 
     def _check(self, keys: Iterable[str]) -> None:
-        first = self._first
+        first = self._index()
         for key in keys:
             if key in first:
                 self._typed_value(key)
@@ -222,7 +232,7 @@ class Message:
 
     def header(self, name: str) -> str | None:
         """The value of the first line of header ``name`` (any case, compact forms too)."""
-        i = self._first.get(canonical_name(name))
+        i = self._index().get(canonical_name(name))
         return None if i is None else _line_value(self._lines[i])
 
     def header_values(self, name: str) -> list[str]:
@@ -245,12 +255,12 @@ class Message:
         return [(_name_part(line), _line_value(line)) for line in self._lines]
 
     def has_header(self, name: str) -> bool:
-        return canonical_name(name) in self._first
+        return canonical_name(name) in self._index()
 
     def parse_all(self) -> None:
         """Parse every header sipstack knows, every part of it; raise ParseError for the
         first malformed one (the same error each time)."""
-        self._check([key for key in self._first if key in _TYPED])
+        self._check([key for key in self._index() if key in _TYPED])
         typed = self._typed
         try:
             for key in _DEEP_ADDRESSES:
@@ -258,7 +268,7 @@ class Message:
                     check_addresses(typed[key] if isinstance(typed[key], list) else [typed[key]])
             if "via" in typed:
                 check_vias(typed["via"])
-            for key in self._first:
+            for key in self._index():
                 check = CHECKS.get(key)
                 if check is not None and key not in _TYPED:
                     for i in self._positions(key):
@@ -310,7 +320,7 @@ class Message:
     def pop_value(self, name: str) -> str | None:
         """Remove and return the first value of a list header (RFC 3261 §16.4: pop a Route)."""
         key = canonical_name(name)
-        first = self._first.get(key)
+        first = self._index().get(key)
         if first is None:
             return None
         line = self._lines[first]
@@ -328,7 +338,7 @@ class Message:
         """Replace the first value of a list header (RFC 3261 §18.2.1: stamp the top Via),
         leaving the line's other values as they were."""
         key = canonical_name(name)
-        first = self._first.get(key)
+        first = self._index().get(key)
         if first is None:
             self.prepend_header(pretty_name(key), value)
             return
@@ -780,8 +790,8 @@ def _request_line(line: str) -> Request:
     msg.version = _version(version)
     msg.method = method
     msg._uri_text = uri_text
-    check_uri(uri_text, True)  # now, so that reading ``uri`` later cannot fail
-    msg._uri = None
+    # Parsed now (so that reading ``uri`` cannot fail later) and kept: every element reads it.
+    msg._uri = parse_uri(uri_text, request_uri=True)
     return msg
 
 
@@ -824,17 +834,24 @@ def validate_request(
     in ``schemes`` and :class:`UnsupportedExtension` (420, with ``.unsupported``) for option
     tags of ``require_headers`` not in ``supported`` (never for ACK and CANCEL, §8.2.2.3).
     """
-    for key in _MANDATORY:
-        if not request.has_header(key):
-            raise ParseError(f"missing {pretty_name(key)} header")
-    if request.uri.scheme not in set(schemes):
-        raise ParseError(f"unsupported URI scheme {request.uri.scheme!r}", 416)
+    present = request._index()
+    if not present.keys() >= _MANDATORY_SET:
+        missing_key = next(key for key in _MANDATORY if key not in present)
+        raise ParseError(f"missing {pretty_name(missing_key)} header")
+    scheme = request.uri.scheme
+    if scheme not in schemes:
+        raise ParseError(f"unsupported URI scheme {scheme!r}", 416)
     if request.method in ("ACK", "CANCEL"):
         return
-    known = {tag.lower() for tag in supported}
     missing: list[str] = []
+    known: set[str] | None = None
     for name in require_headers:
-        for tag in request._typed_value(canonical_name(name)):
+        key = canonical_name(name)
+        if key not in present:
+            continue
+        for tag in request._typed_value(key):
+            if known is None:
+                known = {tag.lower() for tag in supported}
             if tag.lower() not in known and tag not in missing:
                 missing.append(tag)
     if missing:
@@ -875,5 +892,5 @@ def make_response(
     response = Response(status_code, reason, headers, body)
     response._lines[:0] = lines
     response._keys[:0] = keys
-    response._reindex()
+    response._first = response._last = None
     return response

@@ -20,9 +20,9 @@ from ..endpoint import Endpoint, IncomingRequest
 from ..errors import ParseError, SipTimeoutError, TransportError
 from ..message import Request, Response, SipURI, parse_uri
 from ..net import Address
-from ..transaction import ClientTransaction, make_cancel
+from ..transaction import MAGIC_COOKIE, ClientTransaction, make_cancel, random_hex
 from ..transport.resolver import is_ip_literal
-from .routing import add_record_route, proxy_branch
+from .routing import add_record_route, loop_hash, proxy_branch
 
 log = logging.getLogger("sipstack.proxy")
 
@@ -54,6 +54,8 @@ class Branch:
     cancel_wanted: bool = False
     cancelled: bool = False
     timer_c: asyncio.TimerHandle | None = None
+    timer_c_at: float = 0.0
+    """When Timer C fires; a provisional moves it on without re-arming the handle."""
 
 
 def _class_rank(code: int) -> int:
@@ -79,6 +81,7 @@ class ResponseContext:
         self.best: Response | None = None
         self.responses: list[Response] = []
         self.saw_6xx = False
+        self._loop_hash: str | None = None
 
     async def start(self) -> None:
         await self._next_group()
@@ -134,7 +137,7 @@ class ResponseContext:
                 on_provisional=lambda r: self._on_provisional(branch, r),
                 on_final=lambda r: self._on_final(branch, r),
                 on_error=lambda exc: self._on_error(branch, exc),
-                branch=proxy_branch(self.request, len(self.branches)),
+                branch=self._branch_id(len(self.branches)),
             )
         except TransportError as exc:
             log.info("%s to %s failed: %s", request.method, address, exc)
@@ -144,17 +147,31 @@ class ResponseContext:
             self._arm_timer_c(branch)
         return True
 
+    def _branch_id(self, index: int) -> str:
+        """§16.6 step 8: the branch of the ``index``-th copy; the loop hash is the request's,
+        the same for every branch."""
+        if self._loop_hash is None:
+            self._loop_hash = loop_hash(self.request)
+        return f"{MAGIC_COOKIE}{self._loop_hash}.{index}{random_hex(3)}"
+
     # -- responses ---------------------------------------------------------------------------
 
     def _arm_timer_c(self, branch: Branch) -> None:
-        if branch.timer_c is not None:
-            branch.timer_c.cancel()
-        branch.timer_c = self.proxy.endpoint.loop.call_later(self.proxy.timer_c, self._timer_c, branch)
+        # §16.6 step 11 / §16.7 step 2: (re)start Timer C. A provisional only moves the
+        # deadline on; the one handle, when it fires early, sleeps again until then.
+        loop = self.proxy.endpoint.loop
+        branch.timer_c_at = loop.time() + self.proxy.timer_c
+        if branch.timer_c is None:
+            branch.timer_c = loop.call_at(branch.timer_c_at, self._timer_c, branch)
 
     def _timer_c(self, branch: Branch) -> None:
         # §16.8: with a provisional, CANCEL the branch; without, treat it as a 408.
         branch.timer_c = None
         if branch.final is not None:
+            return
+        loop = self.proxy.endpoint.loop
+        if loop.time() < branch.timer_c_at:  # moved on by a provisional since
+            branch.timer_c = loop.call_at(branch.timer_c_at, self._timer_c, branch)
             return
         if branch.provisional:
             self._cancel_branch(branch)
@@ -356,13 +373,15 @@ class Proxy:
     ) -> None:
         """Proxy ``incoming`` to ``targets`` statefully; answers it in every case. ``context``:
         a ResponseContext subclass to run the branches (RFC 5626 flow failover uses one)."""
-        ordered = sorted(targets, key=lambda t: -t.q)
         groups: list[list[Target]] = []
-        for target in ordered:
-            if groups and groups[-1][0].q == target.q:
-                groups[-1].append(target)
-            else:
-                groups.append([target])
+        if isinstance(targets, list) and len(targets) == 1:
+            groups.append(targets)  # the common case: one target
+        else:
+            for target in sorted(targets, key=lambda t: -t.q):
+                if groups and groups[-1][0].q == target.q:
+                    groups[-1].append(target)
+                else:
+                    groups.append([target])
         if not groups:
             incoming.respond(480)
             return

@@ -23,7 +23,9 @@ def preprocess_routes(request: Request, is_local: IsLocal) -> int:
     router (replace it with the last Route); then pop every leading Route that is ours (two
     of them when this proxy double record-routed). Returns how many Routes of ours went."""
     popped = 0
-    if is_own_uri(request.uri, is_local) and request.has_header("route"):
+    if not request.has_header("route"):
+        return 0
+    if is_own_uri(request.uri, is_local):
         routes = request.header_values("route")
         last = routes[-1]
         uri_text = last[last.index("<") + 1 : last.index(">")] if "<" in last else last

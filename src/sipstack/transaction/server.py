@@ -43,7 +43,8 @@ class ServerTransaction(Transaction):
         raise NotImplementedError
 
     def _send_response(self, response: Response) -> None:
-        self.to_tag = response.to.tag
+        if len(self.key) > 3:  # RFC 2543 matching of the ACK needs the To tag we sent
+            self.to_tag = response.to.tag
         self._last = bytes(response)
         self._send(self._last)
         if response.status_code >= 200:

@@ -80,6 +80,15 @@ class TransactionLayer:
         """When ``handle_timer`` should next be called, or None."""
         return self._deadlines.next()
 
+    def timer_update(self, armed: float | None) -> float | None:
+        """``get_timer()`` for a caller with a wake-up armed at ``armed`` (None: none): the
+        time to arm instead, or None while ``armed`` still serves — without a look at the
+        timers when none earlier was set since the last call (the common case)."""
+        new = self._deadlines.take_new_min()
+        if armed is not None:
+            return new if new < armed else None
+        return self._deadlines.next()
+
     def __len__(self) -> int:
         return len(self._client) + len(self._server)
 
