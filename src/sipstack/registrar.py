@@ -150,7 +150,8 @@ class Registrar:
             updater = self._remove_all(call_id, cseq)
         else:
             flow = self._outbound_flow(request, contacts, source)
-            wanted = [self._wanted(contact, request, source, now, flow) for contact in contacts]
+            connection = self._websocket_flow(request, source)
+            wanted = [self._wanted(contact, request, source, now, flow, connection) for contact in contacts]
             updater = self._apply(aor, wanted, call_id, cseq)
         # Steps 7 and 8: update the bindings atomically and durably, then answer.
         current = await self.store.update(aor, updater, now)
@@ -160,16 +161,17 @@ class Registrar:
     def _outbound_flow(self, request: Request, contacts: list[NameAddr], source: Address) -> str:
         """RFC 5626 §6: the flow of an outbound registration (``Binding.flow``), or "" when
         outbound does not apply (then instance and reg-id are only kept and echoed)."""
-        with_reg_id = [contact for contact in contacts if "reg-id" in contact.params]
+        # §6: a Contact without +sip.instance follows the binding rules of RFC 3261 (its
+        # reg-id is only kept).
+        with_reg_id = [c for c in contacts if "reg-id" in c.params and c.params.get("+sip.instance")]
         if not with_reg_id or "outbound" not in [tag.lower() for tag in request.supported]:
             return ""
         # One flow per REGISTER: a request arrives over exactly one (§4.2).
         if len(with_reg_id) > 1:
             raise _Rejected(400, "More Than One Contact With reg-id")
-        params = with_reg_id[0].params
-        reg_id = params.get("reg-id") or ""
-        if not params.get("+sip.instance") or not reg_id.isdigit() or not 1 <= int(reg_id) <= 2**31 - 1:
-            raise _Rejected(400, "reg-id Needs +sip.instance And A Number From 1")
+        reg_id = with_reg_id[0].params.get("reg-id") or ""
+        if not reg_id.isdigit() or not 1 <= int(reg_id) <= 2**31 - 1:
+            raise _Rejected(400, "reg-id Must Be A Number From 1")
         # The first hop must support outbound: through proxies, its Path entry carries "ob" —
         # the last entry, as each proxy adds its own on top (RFC 3327 §5.2); with no Path and
         # one Via, the UA reached us directly and we are the first hop.
@@ -214,7 +216,25 @@ class Registrar:
             value = self.config.default_expires
         return min(value, MAX_DELTA_SECONDS)
 
-    def _wanted(self, contact: NameAddr, request: Request, source: Address, now: float, flow: str) -> tuple:
+    def _websocket_flow(self, request: Request, source: Address) -> str:
+        """RFC 7118 §5: a WebSocket client accepts no connections, so a REGISTER that reached
+        us directly over WebSocket binds its Contacts to that connection even without
+        Outbound (``Binding.flow``; keyed by Contact as usual); "" otherwise."""
+        if source.transport not in ("WS", "WSS") or not self.config.first_hop_outbound:
+            return ""
+        if len(request.via) != 1 or request.has_header("path"):
+            return ""
+        return Flow.of(source, epoch=self.flow_epoch).text()
+
+    def _wanted(
+        self,
+        contact: NameAddr,
+        request: Request,
+        source: Address,
+        now: float,
+        flow: str,
+        connection: str = "",
+    ) -> tuple:
         expires = self._expiry(contact, request)
         config = self.config
         # Step 7: 423 iff the interval is above zero, below an hour and below the minimum.
@@ -241,7 +261,7 @@ class Registrar:
             user_agent=request.header("user-agent") or "",
             updated_at=now,
             # RFC 5626 §6: only the Contact with the reg-id is the outbound flow.
-            flow=flow if flow and reg_id is not None else "",
+            flow=flow if flow and reg_id is not None and instance else connection,
         )
         return uri, expires, binding
 

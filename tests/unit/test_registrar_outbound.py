@@ -184,8 +184,24 @@ async def test_two_reg_id_contacts_in_one_register_are_400(h: Harness) -> None:
     assert (await h.send(request, TCP_1)).status_code == 400
 
 
-async def test_reg_id_without_instance_is_400(h: Harness) -> None:
+async def test_reg_id_without_instance_is_a_plain_binding(h: Harness) -> None:
+    """§6: without +sip.instance the RFC 3261 binding rules apply: no flow, no Require."""
     request = register(f"<{CONTACT}>;reg-id=1", headers=[OUTBOUND])
+    response = await h.send(request, TCP_1)
+    assert response.status_code == 200 and not response.has_header("Require")
+    [binding] = await h.bindings()
+    assert (binding.contact, binding.flow, binding.instance) == (CONTACT, "", None)
+    # Beside a flow of an instance, it stays plain too.
+    other = "sip:alice@203.0.113.9"
+    request = register(flow_contact(1, uri=other), f"<{CONTACT}>;reg-id=2", call_id="b", headers=[OUTBOUND])
+    assert (await h.send(request, TCP_1)).status_code == 200
+    flows = {b.contact: b.flow for b in await h.bindings()}
+    assert flows[CONTACT] == "" and flows[other]
+
+
+async def test_a_reg_id_that_is_no_number_is_400(h: Harness) -> None:
+    assert (await h.send(register(flow_contact(0), headers=[OUTBOUND]), TCP_1)).status_code == 400
+    request = register(f'<{CONTACT}>;+sip.instance="{INSTANCE}";reg-id=x', headers=[OUTBOUND])
     assert (await h.send(request, TCP_1)).status_code == 400
 
 

@@ -26,8 +26,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from ..endpoint import IncomingRequest
+from ..errors import ParseError
 from ..flow import PATH_FLOW, Flow, FlowTokenError, FlowTokens
-from ..message import Request, Response, SipURI
+from ..message import Request, Response, SipURI, parse_uri
 from ..net import Address
 from ..storage import Binding
 from .core import Branch, Proxy, ResponseContext, Target
@@ -180,6 +181,11 @@ def location_targets(bindings: Iterable[Binding], epoch: str) -> list[Target]:
     for binding in bindings:
         if binding.flow and binding.instance:
             instances.setdefault(binding.instance.lower(), []).append(binding)
+        elif binding.flow and binding.flow != PATH_FLOW:
+            # A WebSocket client without Outbound (RFC 7118 §5): only its connection reaches it.
+            target = _flow_target(binding, epoch)
+            if target is not None:
+                targets.append(target)
         else:
             targets.append(Target(binding.contact, 1.0 if binding.q is None else binding.q, binding.path))
     for flows in instances.values():
@@ -191,6 +197,38 @@ def location_targets(bindings: Iterable[Binding], epoch: str) -> list[Target]:
             first.alternates = chain[1:]
             targets.append(first)
     return targets
+
+
+def dialog_targets(bindings: Iterable[Binding], uri: SipURI, request_uri: str, epoch: str) -> list[Target]:
+    """RFC 5626 §5.3 for a registrar that is its UAs' first hop (no edge proxy between): a
+    request within a dialog whose Request-URI is the Contact of a binding with a flow kept
+    here goes over that flow — the UA (a WebSocket client, RFC 7118 §5, or one behind a NAT)
+    accepts no connection at its Contact — then over the instance's other flows. Empty when
+    no direct flow of this run has that Contact."""
+    own = [b for b in bindings if b.flow and b.flow != PATH_FLOW]
+    matched = [b for b in own if _same_uri(b.contact, uri)]
+    if not matched:
+        return []
+    instances = {name for b in matched if (name := (b.instance or "").lower())}
+    rest = [b for b in own if b not in matched and (b.instance or "").lower() in instances]
+    chain: list[FlowTarget] = []
+    for group in (matched, rest):
+        for binding in sorted(group, key=lambda b: -b.updated_at):
+            target = _flow_target(binding, epoch)
+            if target is not None and target.flow is not None:
+                chain.append(replace(target, uri=request_uri, path=[]))
+    if not chain:
+        return []
+    first = chain[0]
+    first.alternates = chain[1:]
+    return [first]
+
+
+def _same_uri(stored: str, uri: SipURI) -> bool:
+    try:
+        return parse_uri(stored) == uri
+    except ParseError:
+        return False
 
 
 # -- the edge proxy (RFC 5626 §5) -------------------------------------------------------------
@@ -357,4 +395,4 @@ def _contact_has_ob(request: Request) -> bool:
     return any(isinstance(c.uri, SipURI) and "ob" in c.uri.params for c in contacts if not c.is_star)
 
 
-__all__ = ["EdgeProxy", "FlowContext", "FlowTarget", "context_for", "location_targets"]
+__all__ = ["EdgeProxy", "FlowContext", "FlowTarget", "context_for", "dialog_targets", "location_targets"]

@@ -25,9 +25,9 @@ from ..auth import DigestAuthenticator, NonceManager
 from ..endpoint import Endpoint, IncomingRequest
 from ..errors import ParseError
 from ..flow import FlowTokens
-from ..message import SipURI, UnsupportedExtension, validate_request
+from ..message import Request, SipURI, UnsupportedExtension, validate_request
 from ..proxy import Proxy, Target, detect_loop, preprocess_routes
-from ..proxy.outbound import EdgeProxy, context_for, location_targets
+from ..proxy.outbound import EdgeProxy, context_for, dialog_targets, location_targets
 from ..proxy.routing import is_own_uri
 from ..registrar import Registrar, RegistrarConfig, gruu_instance
 from ..storage import Store, open_store
@@ -211,6 +211,8 @@ class Server:
                     if routed is False:
                         return
                     target = routed or target
+                if target is None:  # RFC 5626 §5.3: an ACK for a flow we keep as first hop
+                    target = next(iter(await self._dialog_flows(request)), None)
                 await self.proxy.forward_ack(request, incoming.source, target)
             return
         # RFC 3261 §16.3: the checks a proxy makes before anything else.
@@ -260,7 +262,12 @@ class Server:
             if isinstance(decision, Authenticate) and not await self._caller_authenticated(incoming):
                 return
         if loose_routed and request.to.tag:
-            # Within a dialog: the Request-URI is the remote target; relay it as it is.
+            # Within a dialog: the Request-URI is the remote target; relay it as it is — over
+            # its flow when it is the Contact of an outbound UA we are the first hop of.
+            flows = await self._dialog_flows(request)
+            if flows:
+                await self.proxy.forward(incoming, flows, context_for(flows))
+                return
             await self.proxy.forward(incoming, [Target(request.uri_text)])
             return
         targets = await self._targets(incoming)
@@ -337,6 +344,29 @@ class Server:
         known = await self.store.get_user(f"{uri.user}@{uri.host.lower()}")
         incoming.respond(480 if known is not None else 404)
         return None
+
+    async def _dialog_flows(self, request: Request) -> list[Target]:
+        """RFC 5626 §5.3 (RFC 7118 §5 for WebSocket clients) when this registrar is the first
+        hop: a request within a dialog for the Contact (``;ob``, or ``transport=ws``) of a UA
+        that registered a flow here (its To names the AoR) goes over that flow — the UA
+        accepts no connection at its Contact. Empty when that does not apply."""
+        uri = request.uri
+        if (
+            self.store is None
+            or self.registrar is None
+            or not isinstance(uri, SipURI)
+            or ("ob" not in uri.params and uri.transport not in ("ws", "wss"))
+            or request.has_header("route")
+        ):
+            return []
+        try:
+            to_uri = request.to.uri
+        except ParseError:
+            return []
+        if not isinstance(to_uri, SipURI) or to_uri.user is None or not self.registrar.serves(to_uri.host):
+            return []
+        bindings = await self.store.bindings(to_uri.aor, time.time())
+        return dialog_targets(bindings, uri, request.uri_text, self.registrar.flow_epoch)
 
     def _is_our_aor(self, uri: object) -> bool:
         """An address-of-record of a served domain: a user part, and no port or one of ours

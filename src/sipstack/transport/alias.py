@@ -142,10 +142,19 @@ class AliasTable:
         log.debug("%r: alias %s:%s:%d", connection, *key)
         return key
 
-    def find(self, transport: str, host: str, port: int) -> Connection | None:
-        """The open connection aliased to ``transport:host:port``, if any."""
+    def find(self, transport: str, host: str, port: int, *, identity: str | None = None) -> Connection | None:
+        """The open connection aliased to ``transport:host:port``, if any. ``identity``: the
+        domain the request is for (the host TLS would verify); a TLS alias is then used only
+        if the peer's certificate names it too (RFC 5923 on virtual servers: another domain at
+        the same address is another peer, with a connection of its own)."""
         connection = self._aliases.get((transport, _normal_host(host), port))
         if connection is None or connection.closed:
+            return None
+        if (
+            identity is not None
+            and transport == "TLS"
+            and not certificate_matches(connection.peer_certificate, identity)
+        ):
             return None
         return connection
 

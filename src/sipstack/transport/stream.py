@@ -227,9 +227,9 @@ class ConnectionTable:
             del self.by_remote[key]
         self.aliases.discard(connection)
 
-    def find(self, address: Address) -> Connection | None:
+    def find(self, address: Address, *, aliases: bool = True) -> Connection | None:
         """The connection ``address`` names (by id), or one to the same remote address, or
-        one its peer offered for that address (an RFC 5923 alias)."""
+        one its peer offered for that address (an RFC 5923 alias; not with ``aliases=False``)."""
         if address.connection is not None:
             connection = self.by_id.get(address.connection)
             if connection is not None and not connection.closed:
@@ -242,7 +242,7 @@ class ConnectionTable:
             connection = self.by_remote.get(("WSS", address.host, address.port))
             if connection is not None and not connection.closed:
                 return connection
-        if self.aliases:
+        if aliases and self.aliases:
             return self.aliases.find(address.transport, address.host, address.port)
         return None
 
@@ -256,9 +256,17 @@ class ConnectionTable:
 
     async def connect(self, address: Address, server_hostname: str | None = None) -> Connection:
         """A connection to ``address``: an open one, one being opened, or a new one."""
-        existing = self.find(address)
-        if existing is None and server_hostname is not None and self.aliases:
-            existing = self.aliases.find(address.transport, server_hostname, address.port)
+        if server_hostname is None or not self.aliases:
+            existing = self.find(address)
+        else:
+            # RFC 5923 virtual servers: an alias serves a request for ``server_hostname`` only
+            # if the certificate it was proved with names that host.
+            existing = self.find(address, aliases=False)
+            for host in (address.host, server_hostname):
+                if existing is None:
+                    existing = self.aliases.find(
+                        address.transport, host, address.port, identity=server_hostname
+                    )
         if existing is not None:
             return existing
         if address.transport in ("WS", "WSS"):

@@ -384,6 +384,10 @@ class StunTransaction:
         deadline = self.get_timer()
         if deadline is None or now < deadline:
             return None
+        # Called late (the process was stopped, the loop stalled): the rest of the schedule
+        # keeps its intervals from now, or a pause would use it all up before any answer.
+        assert self._started is not None
+        self._started += now - deadline
         if self._sent < len(self._schedule) - 1:
             self._sent += 1
             return self.request

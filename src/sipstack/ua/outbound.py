@@ -250,6 +250,9 @@ class Flow:
                 continue
             self.failures += 1
             delay = self._back_off("failed", reason, None)
+            # §4.5: the failed flow is done with — close it now (a ping with no pong leaves it
+            # open), so the far end stops delivering over it and answers 430 instead.
+            await self._drop_connection()
 
     async def _register(self) -> Response:
         """One REGISTER over this flow (a new flow when the old one is gone): the 200, or an
