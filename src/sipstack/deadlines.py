@@ -19,13 +19,14 @@ _NEVER = float("inf")
 class Deadlines:
     """Timers keyed by (owner, name); at most one live timer per key."""
 
-    __slots__ = ("_counter", "_heap", "_live", "_new_min")
+    __slots__ = ("_counter", "_heap", "_live", "new_min")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Any, Hashable]] = []
         self._live: dict[tuple[int, Hashable], int] = {}
         self._counter = itertools.count()
-        self._new_min = _NEVER
+        self.new_min = _NEVER
+        """The earliest time set since :meth:`take_new_min` last ran (infinity if none)."""
 
     def __len__(self) -> int:
         return len(self._live)
@@ -35,14 +36,14 @@ class Deadlines:
         seq = next(self._counter)
         self._live[(id(owner), name)] = seq
         heapq.heappush(self._heap, (when, seq, owner, name))
-        if when < self._new_min:
-            self._new_min = when
+        if when < self.new_min:
+            self.new_min = when
 
     def take_new_min(self) -> float:
         """The earliest time set since the last call (infinity if none), and forget it: a
         caller with a wake-up already armed re-arms only when this is earlier."""
-        new = self._new_min
-        self._new_min = _NEVER
+        new = self.new_min
+        self.new_min = _NEVER
         return new
 
     def cancel(self, owner: Any, name: Hashable) -> None:

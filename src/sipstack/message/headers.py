@@ -113,8 +113,17 @@ _NAME_RE = re.compile(abnf.token)
 
 def canonical_name(name: str) -> str:
     """Lower-case full name of a header name as written (compact forms expanded)."""
-    key = name.strip(" \t").lower()
-    return COMPACT_FORMS.get(key, key)
+    key = _CANONICAL.get(name)
+    if key is None:
+        key = name.strip(" \t").lower()
+        key = COMPACT_FORMS.get(key, key)
+        if len(_CANONICAL) < 4096:
+            _CANONICAL[name] = key
+    return key
+
+
+# Names as code and peers write them -> canonical name (bounded).
+_CANONICAL: dict[str, str] = {}
 
 
 def pretty_name(key: str) -> str:
@@ -299,6 +308,11 @@ class NameAddr:
         if uri is None:
             uri = self._uri = parse_uri(self._uri_text)
         return uri
+
+    @property
+    def uri_text(self) -> str:
+        """The URI as written (as sipstack writes it, for one built from a URI object)."""
+        return self._uri_text or str(self._uri)
 
     @property
     def display_name(self) -> str | None:

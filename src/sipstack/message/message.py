@@ -361,27 +361,33 @@ class Message:
 
     @property
     def via(self) -> list[Via]:
-        return self._typed_value("via")
+        value = self._typed.get("via", _MISSING)
+        return self._typed_value("via") if value is _MISSING or type(value) is ParseError else value
 
     @property
     def from_(self) -> NameAddr:
-        return self._typed_value("from")
+        value = self._typed.get("from", _MISSING)
+        return self._typed_value("from") if value is _MISSING or type(value) is ParseError else value
 
     @property
     def to(self) -> NameAddr:
-        return self._typed_value("to")
+        value = self._typed.get("to", _MISSING)
+        return self._typed_value("to") if value is _MISSING or type(value) is ParseError else value
 
     @property
     def call_id(self) -> str:
-        return self._typed_value("call-id")
+        value = self._typed.get("call-id", _MISSING)
+        return self._typed_value("call-id") if value is _MISSING or type(value) is ParseError else value
 
     @property
     def cseq(self) -> CSeq:
-        return self._typed_value("cseq")
+        value = self._typed.get("cseq", _MISSING)
+        return self._typed_value("cseq") if value is _MISSING or type(value) is ParseError else value
 
     @property
     def max_forwards(self) -> int | None:
-        return self._typed_value("max-forwards")
+        value = self._typed.get("max-forwards", _MISSING)
+        return self._typed_value("max-forwards") if value is _MISSING or type(value) is ParseError else value
 
     @property
     def content_length(self) -> int:
@@ -390,59 +396,73 @@ class Message:
 
     @property
     def contact(self) -> list[NameAddr]:
-        return self._typed_value("contact")
+        value = self._typed.get("contact", _MISSING)
+        return self._typed_value("contact") if value is _MISSING or type(value) is ParseError else value
 
     @property
     def route(self) -> list[NameAddr]:
-        return self._typed_value("route")
+        value = self._typed.get("route", _MISSING)
+        return self._typed_value("route") if value is _MISSING or type(value) is ParseError else value
 
     @property
     def record_route(self) -> list[NameAddr]:
-        return self._typed_value("record-route")
+        value = self._typed.get("record-route", _MISSING)
+        return self._typed_value("record-route") if value is _MISSING or type(value) is ParseError else value
 
     @property
     def path(self) -> list[NameAddr]:
-        return self._typed_value("path")
+        value = self._typed.get("path", _MISSING)
+        return self._typed_value("path") if value is _MISSING or type(value) is ParseError else value
 
     @property
     def service_route(self) -> list[NameAddr]:
-        return self._typed_value("service-route")
+        value = self._typed.get("service-route", _MISSING)
+        return self._typed_value("service-route") if value is _MISSING or type(value) is ParseError else value
 
     @property
     def expires(self) -> int | None:
-        return self._typed_value("expires")
+        value = self._typed.get("expires", _MISSING)
+        return self._typed_value("expires") if value is _MISSING or type(value) is ParseError else value
 
     @property
     def min_expires(self) -> int | None:
-        return self._typed_value("min-expires")
+        value = self._typed.get("min-expires", _MISSING)
+        return self._typed_value("min-expires") if value is _MISSING or type(value) is ParseError else value
 
     @property
     def content_type(self) -> MediaType | None:
-        return self._typed_value("content-type")
+        value = self._typed.get("content-type", _MISSING)
+        return self._typed_value("content-type") if value is _MISSING or type(value) is ParseError else value
 
     @property
     def accept(self) -> list[MediaType]:
-        return self._typed_value("accept")
+        value = self._typed.get("accept", _MISSING)
+        return self._typed_value("accept") if value is _MISSING or type(value) is ParseError else value
 
     @property
     def require(self) -> list[str]:
-        return self._typed_value("require")
+        value = self._typed.get("require", _MISSING)
+        return self._typed_value("require") if value is _MISSING or type(value) is ParseError else value
 
     @property
     def proxy_require(self) -> list[str]:
-        return self._typed_value("proxy-require")
+        value = self._typed.get("proxy-require", _MISSING)
+        return self._typed_value("proxy-require") if value is _MISSING or type(value) is ParseError else value
 
     @property
     def supported(self) -> list[str]:
-        return self._typed_value("supported")
+        value = self._typed.get("supported", _MISSING)
+        return self._typed_value("supported") if value is _MISSING or type(value) is ParseError else value
 
     @property
     def unsupported(self) -> list[str]:
-        return self._typed_value("unsupported")
+        value = self._typed.get("unsupported", _MISSING)
+        return self._typed_value("unsupported") if value is _MISSING or type(value) is ParseError else value
 
     @property
     def allow(self) -> list[str]:
-        return self._typed_value("allow")
+        value = self._typed.get("allow", _MISSING)
+        return self._typed_value("allow") if value is _MISSING or type(value) is ParseError else value
 
     @property
     def authorization(self) -> list[Auth]:

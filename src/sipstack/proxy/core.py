@@ -262,16 +262,16 @@ class ResponseContext:
 
     def _forward_upstream(self, response: Response, *, extra_challenges: bool = False) -> None:
         """§16.7 step 9: the response without our Via, through the server transaction."""
-        upstream = response.copy()
-        assert isinstance(upstream, Response)
-        upstream.pop_value("via")
-        if not upstream.has_header("via"):
+        if len(response.via) < 2:
             # §16.7 step 3: no Via left: the response was meant for us, not forwarded. A final
             # one still ends the caller's transaction, with our own response of that status.
             log.warning("%d without a Via for the caller: answering it ourselves", response.status_code)
             if response.status_code >= 200 and self.incoming.transaction is not None:
                 self.incoming.respond(response.status_code, response.reason)
             return
+        upstream = response.copy()
+        assert isinstance(upstream, Response)
+        upstream.pop_value("via")
         if extra_challenges:
             # §16.7 step 7: collect every challenge of every 401/407 branch.
             for other in self.responses:
@@ -345,6 +345,7 @@ class Proxy:
         self.record_route = record_route
         self.default_route = parse_uri(default_route) if default_route else None
         self._default_hop: Address | None = None
+        self._numeric_hops: dict[str, Address] = {}
         self.timer_c = timer_c
         self.contexts: dict[object, ResponseContext] = {}
         endpoint.on_stray_response(self.forward_stray_response)
@@ -362,7 +363,22 @@ class Proxy:
                 if is_ip_literal(uri.maddr or uri.host):
                     self._default_hop = targets[0]  # no DNS involved: it cannot change
                 return targets[0]
+        # A numeric next hop (a Route or Request-URI with an IP address: what Record-Route
+        # and Contact carry) resolves to the same Address every time: kept, no resolver.
+        routes = request.route
+        uri = routes[0].uri if routes else None
+        if isinstance(uri, SipURI) and uri.lr:
+            uri_text = routes[0].uri_text
+        else:
+            uri, uri_text = request.uri, request.uri_text
+        hop = self._numeric_hops.get(uri_text)
+        if hop is not None:
+            return hop
         targets = await self.endpoint.targets(request)
+        if isinstance(uri, SipURI) and is_ip_literal(uri.maddr or uri.host):
+            if len(self._numeric_hops) >= 4096:
+                self._numeric_hops.clear()
+            self._numeric_hops[uri_text] = targets[0]
         return targets[0]
 
     async def forward(

@@ -32,12 +32,13 @@ def preprocess_routes(request: Request, is_local: IsLocal) -> int:
         request.uri = uri_text
         _drop_last_route(request, len(routes))
         popped += 1
-    while True:
-        routes = request.route
-        if not routes or not is_own_uri(routes[0].uri, is_local):
-            return popped
+    routes = request.route
+    ours = 0
+    while ours < len(routes) and is_own_uri(routes[ours].uri, is_local):
+        ours += 1
+    for _ in range(ours):
         request.pop_value("route")
-        popped += 1
+    return popped + ours
 
 
 def _drop_last_route(request: Request, count: int) -> None:

@@ -95,10 +95,10 @@ class Transaction:
         self.layer._events.append(SendMessage(data, self.address, self))
 
     def _start(self, name: str, delay: float, now: float) -> None:
-        self.layer._deadlines.set(now + delay, self, name)
+        self.layer.deadlines.set(now + delay, self, name)
 
     def _stop(self, *names: str) -> None:
-        self.layer._deadlines.cancel_all(self, names)
+        self.layer.deadlines.cancel_all(self, names)
 
     def _release(self) -> None:
         """Drop the parsed messages: what is left to do needs only bytes already built."""
@@ -108,7 +108,7 @@ class Transaction:
         if self.state is State.TERMINATED:
             return
         self.state = State.TERMINATED
-        self.layer._deadlines.cancel_all(self, self.TIMERS)
+        self.layer.deadlines.cancel_all(self, self.TIMERS)
         self.layer._forget(self)
         self.layer._events.append(TransactionTerminated(self))
 

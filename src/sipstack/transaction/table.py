@@ -62,7 +62,8 @@ class TransactionLayer:
         self.invite_trying_delay = invite_trying_delay
         """Seconds after which an INVITE server transaction sends 100 Trying if the TU has
         not answered (§17.2.1); 0 sends it at once, None never."""
-        self._deadlines = Deadlines()
+        self.deadlines = Deadlines()
+        """Every timer of every transaction (one heap)."""
         self._events: list[TransactionEvent] = []
         self._client: dict[tuple, ClientTransaction] = {}
         self._server: dict[tuple, ServerTransaction] = {}
@@ -78,16 +79,16 @@ class TransactionLayer:
 
     def get_timer(self) -> float | None:
         """When ``handle_timer`` should next be called, or None."""
-        return self._deadlines.next()
+        return self.deadlines.next()
 
     def timer_update(self, armed: float | None) -> float | None:
         """``get_timer()`` for a caller with a wake-up armed at ``armed`` (None: none): the
         time to arm instead, or None while ``armed`` still serves — without a look at the
         timers when none earlier was set since the last call (the common case)."""
-        new = self._deadlines.take_new_min()
+        new = self.deadlines.take_new_min()
         if armed is not None:
             return new if new < armed else None
-        return self._deadlines.next()
+        return self.deadlines.next()
 
     def __len__(self) -> int:
         return len(self._client) + len(self._server)
@@ -103,7 +104,7 @@ class TransactionLayer:
     # -- inputs -----------------------------------------------------------------------------
 
     def handle_timer(self, now: float) -> None:
-        for owner, name in self._deadlines.pop_due(now):
+        for owner, name in self.deadlines.pop_due(now):
             owner.on_timer(name, now)
 
     def receive_request(self, request: Request, source: Address, now: float) -> None:
