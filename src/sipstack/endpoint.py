@@ -50,13 +50,16 @@ from .transaction import (
 from .transaction.timers import DEFAULT_TIMERS
 from .transport.base import ListenSpec
 from .transport.keepalive import stun_binding
-from .transport.resolver import ResolveError, Resolver
+from .transport.resolver import ResolveError, Resolver, is_ip_literal
 from .transport.stream import Connection, ConnectionTable, StreamListener
 from .transport.udp import UdpListener
 from .transport.via import needs_congestion_control, stamp_via
 from .transport.ws import connect_ws
 
 log = logging.getLogger("sipstack.endpoint")
+
+# First bytes of a datagram that may be keep-alive padding (a SIP message starts with a letter).
+_PADDING = frozenset((b"", b"\r", b"\n", b"\x00", b" ", b"\t"))
 
 TIMER_GRID = 0.002
 """Seconds: transaction timers fire at most this late, batched on this grid."""
@@ -190,6 +193,7 @@ class Endpoint:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._request_udp: list[UdpListener] = []
         self._local_cache: dict[tuple[str, int | None], bool] = {}
+        self._udp_cache: dict[tuple[bool, bool], UdpListener] = {}
         """``is_local`` answers (a proxy asks for every Via and Route); reset with listeners."""
         self.draining = False
         self.stats = {"requests_in": 0, "responses_in": 0, "malformed": 0, "sent": 0, "send_errors": 0}
@@ -220,6 +224,7 @@ class Endpoint:
             if for_requests:
                 self._request_udp.append(listener)
                 self._local_cache.clear()
+                self._udp_cache.clear()
                 log.info("sending requests from %s", listener.local)
                 return listener.local
         else:
@@ -229,6 +234,7 @@ class Endpoint:
             self._speak(spec.transport)
         self.listeners.append(listener)
         self._local_cache.clear()
+        self._udp_cache.clear()
         self._start_sweeper()
         log.info("listening on %s", listener.local)
         return listener.local
@@ -272,6 +278,7 @@ class Endpoint:
         self.listeners.clear()
         self._request_udp.clear()
         self._local_cache.clear()
+        self._udp_cache.clear()
         self.connections.close_all()
         for handle in (self._timer, self._sweeper):
             if handle is not None:
@@ -292,7 +299,7 @@ class Endpoint:
     # -- transport user (called from the event loop's callbacks) ----------------------------
 
     def datagram_received(self, data: bytes, source: Address, listener: UdpListener) -> None:
-        if not data.strip(b"\r\n\x00 \t"):
+        if data[:1] in _PADDING and not data.strip(b"\r\n\x00 \t"):
             return  # keep-alive padding some phones send over UDP: nothing to answer
         if self.tracer is not None:
             self.tracer("recv", data, source)
@@ -343,7 +350,7 @@ class Endpoint:
     # -- receiving -------------------------------------------------------------------------
 
     def _received(self, message: Request | Response, source: Address) -> None:
-        now = self.loop.time()
+        now = self._loop.time()
         try:
             if isinstance(message, Request):
                 self.stats["requests_in"] += 1
@@ -387,9 +394,10 @@ class Endpoint:
     def _process(self) -> None:
         layer = self.layer
         while True:
-            events = layer.drain_events()
+            events = layer._events  # drain_events(), inline: this runs for every message
             if not events:
                 break
+            layer._events = []
             for event in events:
                 kind = type(event)
                 if kind is SendMessage:
@@ -409,6 +417,8 @@ class Endpoint:
 
     def _arm_timer(self) -> None:
         timer = self._timer
+        if timer is not None and self.layer.deadlines.new_min >= self._timer_at:  # type: ignore[operator]
+            return  # the common case, inline: nothing earlier than the wake-up already armed
         when = self.layer.timer_update(self._timer_at if timer is not None else None)
         if when is None:
             return
@@ -420,13 +430,13 @@ class Endpoint:
                 return
             timer.cancel()
         self._timer_at = when
-        self._timer = self.loop.call_at(when, self._on_timer)
+        self._timer = self._loop.call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
         when = self._timer_at or 0.0
         self._timer = self._timer_at = None
         # Never tell the layer it is earlier than the deadline it asked for (aioquic).
-        self.layer.handle_timer(max(when, self.loop.time()))
+        self.layer.handle_timer(max(when, self._loop.time()))
         self._process()
 
     def _deliver_request(self, event: RequestReceived) -> None:
@@ -448,7 +458,7 @@ class Endpoint:
                 incoming.respond(500)
             return
         if inspect.isawaitable(result):
-            task = start_eagerly(self.loop, self._finish(result, incoming))
+            task = start_eagerly(self._loop, self._finish(result, incoming))
             if task is not None:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -499,7 +509,7 @@ class Endpoint:
             waiter.future.set_exception(error)
 
     def _respond(self, transaction: ServerTransaction, response: Response) -> None:
-        self.layer.respond(transaction, response, self.loop.time())
+        self.layer.respond(transaction, response, self._loop.time())
         self._process()
 
     # -- sending ---------------------------------------------------------------------------
@@ -529,7 +539,9 @@ class Endpoint:
 
     async def _connect_and_send(self, data: bytes, address: Address, tx: Any) -> None:
         try:
-            connection = await self.connections.connect(address._replace(connection=None))
+            connection = await self.connections.connect(
+                address._replace(connection=None), server_hostname=address.server_name
+            )
             connection.send(data)
             self.stats["sent"] += 1
         except (TimeoutError, OSError) as exc:
@@ -540,7 +552,13 @@ class Endpoint:
                 self._process()
 
     def _udp_listener(self, address: Address, *, requests: bool = False) -> UdpListener:
-        v6 = ":" in address.host
+        key = (requests, ":" in address.host)
+        listener = self._udp_cache.get(key)
+        if listener is None:
+            listener = self._udp_cache[key] = self._find_udp_listener(*key)
+        return listener
+
+    def _find_udp_listener(self, requests: bool, v6: bool) -> UdpListener:
         for listener in [*self._request_udp, *self.listeners] if requests else self.listeners:
             if isinstance(listener, UdpListener) and (":" in listener.local.host) == v6:
                 return listener
@@ -588,7 +606,8 @@ class Endpoint:
 
     async def targets(self, request: Request) -> list[Address]:
         """Where ``request`` goes (RFC 3263): its first Route if loose-routed, else its
-        Request-URI."""
+        Request-URI. TLS targets carry that URI's host as ``server_name``: the domain the
+        connection is verified against and that an aliased connection must be proved for."""
         uri = request.uri
         routes = request.route
         if routes and isinstance(routes[0].uri, SipURI) and routes[0].uri.lr:
@@ -689,7 +708,8 @@ class Endpoint:
             address = Address("TCP", address.host, address.port)
         v6 = ":" in address.host
         try:
-            connection = await self.connections.connect(address)
+            # The domain the target was resolved for (RFC 5922 §7.3, RFC 5923 virtual servers).
+            connection = await self.connections.connect(address, server_hostname=address.server_name)
         except (TimeoutError, OSError) as exc:
             raise TransportError(f"cannot connect to {address}: {exc}") from exc
         address = address._replace(transport=connection.transport_name, connection=connection.id)
@@ -723,7 +743,9 @@ class Endpoint:
         (an Address or ``udp:host:port``) skips resolution."""
         if isinstance(target, str):
             spec = ListenSpec.parse(target)
-            target = Address(spec.transport, strip_brackets(spec.host), spec.port)
+            host = strip_brackets(spec.host)
+            name = None if is_ip_literal(host) else host.lower().rstrip(".")  # verified as given
+            target = Address(spec.transport, host, spec.port, server_name=name)
         targets = [target] if target is not None else await self.targets(request)
         error: Exception | None = None
         response: Response | None = None

@@ -18,12 +18,17 @@ DEFAULT_PORTS = {"UDP": 5060, "TCP": 5060, "SCTP": 5060, "TLS": 5061, "TLS-SCTP"
 
 
 class Address(NamedTuple):
-    """A transport address. ``connection`` identifies the stream a message arrived on."""
+    """A transport address. ``connection`` identifies the stream a message arrived on.
+    ``server_name``: the domain a TLS connection to this address is for — the host of the
+    URI that RFC 3263 resolved into it — which the server's certificate must name (SNI and
+    hostname check, RFC 5922 §7.3) and which decides which aliased connections may carry
+    the request (RFC 5923 on virtual servers); None: the certificate must name ``host``."""
 
     transport: str
     host: str
     port: int
     connection: int | None = None
+    server_name: str | None = None
 
     @property
     def reliable(self) -> bool:

@@ -81,6 +81,10 @@ cert = "/etc/sip/cert.pem"
 key = "/etc/sip/key.pem"
 ca = "/etc/sip/ca.pem"
 verify_client = true
+alias = true
+
+[tcp]
+alias = true
 
 [outbound]
 edge = false  # true needs workers = 1; tested on its own
@@ -114,6 +118,8 @@ def test_toml_overrides_every_default(tmp_path: Path) -> None:
         "tls_key": "/etc/sip/key.pem",
         "tls_ca": "/etc/sip/ca.pem",
         "tls_verify_client": True,
+        "tls_alias": True,
+        "tcp_alias": True,
         "outbound_edge": False,
         "flow_timer": 45,
     }
@@ -143,6 +149,7 @@ def test_toml_overrides_every_default(tmp_path: Path) -> None:
         ("tls", "key", '"k.pem"', "tls_key", "k.pem"),
         ("tls", "ca", '"ca.pem"', "tls_ca", "ca.pem"),
         ("tls", "verify_client", "true", "tls_verify_client", True),
+        ("tcp", "alias", "true", "tcp_alias", True),  # [tls] alias needs a certificate: below
         ("outbound", "edge", "true", "outbound_edge", True),
         ("outbound", "flow_timer", "120", "flow_timer", 120),
     ],
@@ -251,6 +258,12 @@ CERTS = '[tls]\ncert = "c.pem"\nkey = "k.pem"\n'
         pytest.param("[outbound]\nflow_timer = -1\n", "flow_timer", id="flow_timer-negative"),
         pytest.param('[outbound]\nedge = "yes"\n', "edge", id="type-outbound-edge"),
         pytest.param("[outbound]\nkeepalive = 1\n", "keepalive", id="unknown-outbound-key"),
+        pytest.param("[tls]\nalias = true\n", "alias", id="tls-alias-without-cert"),
+        pytest.param('[tls]\nalias = true\ncert = "c.pem"\n', "alias", id="tls-alias-without-key"),
+        pytest.param(
+            'listen = ["udp:127.0.0.1:5060"]\n[tcp]\nalias = true\n', "alias", id="tcp-alias-without-tcp"
+        ),
+        pytest.param("[tcp]\nreuse = true\n", "reuse", id="unknown-tcp-key"),
     ],
 )
 def test_bad_setting_raises_configuration_error_naming_the_key(tmp_path: Path, toml: str, key: str) -> None:
@@ -268,6 +281,11 @@ def test_min_over_max_names_both_bounds(tmp_path: Path) -> None:
 def test_tls_listener_with_cert_and_key_is_valid(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, 'listen = ["tls:127.0.0.1:5061"]\n' + CERTS))
     assert config.tls_cert == "c.pem"
+
+
+def test_tls_alias_with_cert_and_key_is_valid(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, 'listen = ["tls:127.0.0.1:5061"]\n' + CERTS + "alias = true\n"))
+    assert config.tls_alias is True and config.tls_verify_client is False and config.tcp_alias is False
 
 
 def test_workers_with_explicit_ports_are_valid(tmp_path: Path) -> None:
@@ -290,6 +308,8 @@ def test_unreadable_and_malformed_files_are_configuration_errors(tmp_path: Path)
         pytest.param("[tls]\nkey = 5\n", "key", id="tls.key"),
         pytest.param("[tls]\nca = 5\n", "ca", id="tls.ca"),
         pytest.param('[tls]\nverify_client = "no"\n', "verify_client", id="tls.verify_client"),
+        pytest.param('[tls]\nalias = "yes"\n', "alias", id="tls.alias"),
+        pytest.param("[tcp]\nalias = 1\n", "alias", id="tcp.alias"),
     ],
 )
 def test_wrong_type_in_renamed_section_key_names_the_toml_key(tmp_path: Path, toml: str, key: str) -> None:
@@ -338,6 +358,8 @@ def test_non_sip_default_route_is_rejected(tmp_path: Path, route: str) -> None:
         pytest.param(
             'listen = ["udp:127.0.0.1:0"]\n', ["--workers", "2"], "workers", id="flag-workers-port-0"
         ),
+        pytest.param('listen = ["udp:127.0.0.1:0"]\n[tls]\nalias = true\n', [], "tls.alias", id="tls-alias"),
+        pytest.param('listen = ["udp:127.0.0.1:0"]\n[tcp]\nalias = true\n', [], "tcp.alias", id="tcp-alias"),
     ],
 )
 def test_serve_with_bad_config_exits_2_naming_the_key(

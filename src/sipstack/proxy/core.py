@@ -232,6 +232,14 @@ class ResponseContext:
             # only what a 2xx retransmission needs: the requests are done with.
             for branch in self.branches:
                 branch.request = None
+            if not self.is_invite:
+                # A non-INVITE needs nothing more of its context: its transactions answer
+                # retransmissions themselves. Let go now rather than after Timer J/K.
+                if self.incoming.transaction is not None:
+                    self.incoming.transaction.user_data = None
+                for branch in self.branches:
+                    if branch.tx is not None:
+                        branch.tx.user_data = None
 
     def _maybe_finish(self) -> None:
         if self.answered or not all(b.final is not None for b in self.branches):

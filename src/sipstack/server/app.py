@@ -97,6 +97,11 @@ class Server:
                 server_ctx.load_verify_locations(config.tls_ca)
             if config.tls_verify_client:
                 server_ctx.verify_mode = ssl.CERT_REQUIRED
+            elif config.tls_alias:
+                # RFC 5923 §5.3: an alias is taken only from a peer that proved its sent-by
+                # with a certificate; ask for one (checked against tls.ca, else the system
+                # store), without refusing peers that have none.
+                server_ctx.verify_mode = ssl.CERT_OPTIONAL
         client_ctx = ssl.create_default_context(cafile=config.tls_ca or None)
         if config.tls_cert:
             client_ctx.load_cert_chain(config.tls_cert, config.tls_key)  # mutual TLS towards peers
@@ -152,6 +157,8 @@ class Server:
             strict=False,
             invite_trying_delay=0.0,  # §16.2: a stateful proxy answers INVITE with 100 at once
             reuse_port=config.workers > 1,
+            via_alias=config.tls_alias,  # RFC 5923: offer our TLS connections for reuse
+            alias_tcp=config.tcp_alias,
         )
         self.proxy = Proxy(
             self.endpoint,

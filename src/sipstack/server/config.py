@@ -46,6 +46,14 @@ class ServerConfig:
     """CA bundle to verify peers (client certificates and outgoing TLS)."""
     tls_verify_client: bool = False
     """Require a client certificate on ``tls:`` listeners (mutual TLS)."""
+    tls_alias: bool = False
+    """Connection reuse over TLS (RFC 5923): ask peers for a client certificate (optional
+    unless ``tls_verify_client``) verified against ``tls_ca``, reuse a connection a peer
+    opened with ``alias`` in its Via for requests to its sent-by when its certificate names
+    that host, and offer the TLS connections this server opens the same way."""
+    tcp_alias: bool = False
+    """Honour ``alias`` (RFC 5923) on plain TCP connections too, for a sent-by that is the
+    connection's source address. Plain TCP proves nothing about the peer: off by default."""
     record_route: bool = True
     """Stay on the path of dialogs (RFC 3261 §16.6 step 4)."""
     timer_c: float = 180.0
@@ -115,6 +123,13 @@ class ServerConfig:
             self.tls_cert and self.tls_key
         ):
             raise ConfigurationError("tls: a tls: or wss: listener needs tls.cert and tls.key")
+        if self.tls_alias and not (self.tls_cert and self.tls_key):
+            raise ConfigurationError(
+                "tls.alias: connection reuse needs tls.cert and tls.key (the certificate that "
+                "proves this server's name to its peers, RFC 5923)"
+            )
+        if self.tcp_alias and not any(ListenSpec.parse(s).transport == "TCP" for s in self.listen):
+            raise ConfigurationError("tcp.alias: needs a tcp: listener to accept connections on")
         return self
 
 
@@ -136,7 +151,14 @@ _SECTIONS = {
         "routing": "routing",
     },
     "outbound": {"edge": "outbound_edge", "flow_timer": "flow_timer"},
-    "tls": {"cert": "tls_cert", "key": "tls_key", "ca": "tls_ca", "verify_client": "tls_verify_client"},
+    "tls": {
+        "cert": "tls_cert",
+        "key": "tls_key",
+        "ca": "tls_ca",
+        "verify_client": "tls_verify_client",
+        "alias": "tls_alias",
+    },
+    "tcp": {"alias": "tcp_alias"},
 }
 
 

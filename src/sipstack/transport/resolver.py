@@ -3,8 +3,11 @@
 ``await Resolver().resolve(uri)`` turns a SIP or SIPS URI into the ordered list of
 :class:`~sipstack.net.Address` targets to try; on a failure with one target the caller
 moves on to the next (RFC 3263 §4.3). Hosts are IP literals (IPv6 without brackets) and
-transports upper-case ("UDP", "TCP", "TLS"). Nothing is cached here beyond dnspython's own
-:class:`dns.resolver.LRUCache`, which honours the records' TTLs.
+transports upper-case ("UDP", "TCP", "TLS"). A TLS target resolved from a domain name
+carries that name (``Address.server_name``: the host of the URI, not an SRV target —
+RFC 5922 §7.3), so that the connection is verified against the domain, not the IP.
+Nothing is cached here beyond dnspython's own :class:`dns.resolver.LRUCache`, which
+honours the records' TTLs.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import asyncio
 import functools
 import ipaddress
 import random
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 import dns.asyncresolver
@@ -23,7 +26,7 @@ import dns.resolver
 
 from ..errors import SipError
 from ..message import SipURI, parse_uri
-from ..net import DEFAULT_PORTS, Address, strip_brackets
+from ..net import DEFAULT_PORTS, SECURE_TRANSPORTS, Address, strip_brackets
 
 __all__ = ["ResolveError", "Resolver", "SrvRecord", "order_srv"]
 
@@ -87,6 +90,13 @@ def _key(name: str) -> str:
     return name.lower().rstrip(".")
 
 
+def _named(targets: Iterable[Address], name: str | None) -> list[Address]:
+    """``targets`` with the secure ones bound to the domain ``name`` they were resolved for."""
+    if name is None:
+        return list(targets)
+    return [a._replace(server_name=name) if a.transport in SECURE_TRANSPORTS else a for a in targets]
+
+
 class Resolver:
     """RFC 3263 §4 client-side server location.
 
@@ -130,6 +140,7 @@ class Resolver:
         target = strip_brackets(uri.maddr or uri.host)  # §4: TARGET is maddr, else the host
         transport = self._param_transport(uri)
         numeric = _ip_literal(target)
+        name = None if numeric else _key(target)  # the domain TLS verifies (RFC 5922 §7.3)
         static = [numeric] if numeric else self._static(target)
         if static is not None or uri.port is not None:
             # §4.1/§4.2: numeric TARGET, a hosts entry, or an explicit port — no NAPTR/SRV.
@@ -138,7 +149,7 @@ class Resolver:
             addresses = static if static is not None else await self._addresses(target)
             if not addresses:
                 raise ResolveError(f"cannot resolve {target!r}: no A or AAAA records")
-            return list(dict.fromkeys(Address(transport, host, port) for host in addresses))
+            return _named(dict.fromkeys(Address(transport, host, port) for host in addresses), name)
         if transport is not None:
             # §4.2: transport given explicitly — SRV for that transport only.
             wanted = [transport]
@@ -158,7 +169,7 @@ class Resolver:
             targets = [Address(transport, host, DEFAULT_PORTS[transport]) for host in hosts]
         if not targets:
             raise ResolveError(f"cannot resolve {target!r}: no usable NAPTR, SRV, A or AAAA records")
-        return list(dict.fromkeys(targets))
+        return _named(dict.fromkeys(targets), name)
 
     def _param_transport(self, uri: SipURI) -> str | None:
         """The transport the URI's ``transport`` parameter names; SIPS means TLS (RFC 3261 §26.2.2)."""

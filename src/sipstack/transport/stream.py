@@ -22,7 +22,7 @@ from collections.abc import Callable
 from ..errors import ParseError
 from ..message import Ping, Pong, Request, StreamParser
 from ..net import Address
-from .alias import AliasTable
+from .alias import AliasTable, certificate_matches
 from .base import ListenSpec, TransportUser
 
 log = logging.getLogger("sipstack.transport")
@@ -40,6 +40,10 @@ class Connection(asyncio.Protocol):
         self.parser = StreamParser(max_size=table.max_message_size, client=outbound, strict=False)
         self.remote = Address(transport_name, "", 0, self.id)
         self.local: tuple[str, int] = ("", 0)
+        self.server_name: str | None = None
+        """The domain an outbound TLS connection was opened for and verified against (SNI and
+        hostname check); None: the IP address, or an accepted connection."""
+        self.name_key: tuple[str, str, int, str] | None = None  # its key in ``by_name``
         self.last_activity = time.monotonic()
         self._transport: asyncio.Transport | None = None
         self.closed = False
@@ -204,7 +208,10 @@ class ConnectionTable:
         self._client_ssl = client_ssl
         self.by_id: dict[int, Connection] = {}
         self.by_remote: dict[tuple[str, str, int], Connection] = {}
-        self._pending: dict[tuple[str, str, int], asyncio.Future[Connection]] = {}
+        self.by_name: dict[tuple[str, str, int, str], Connection] = {}
+        """Outbound TLS connections by (transport, host, port, the domain they were verified
+        for): several virtual servers at one address each have a connection of their own."""
+        self._pending: dict[tuple[str, str, int, str | None], asyncio.Future[Connection]] = {}
         self.aliases = AliasTable(tcp=alias_tcp)
         """Connections peers offered for reuse (RFC 5923)."""
 
@@ -225,6 +232,9 @@ class ConnectionTable:
         key = (remote.transport, remote.host, remote.port)
         if self.by_remote.get(key) is connection:
             del self.by_remote[key]
+        named = connection.name_key
+        if named is not None and self.by_name.get(named) is connection:
+            del self.by_name[named]
         self.aliases.discard(connection)
 
     def find(self, address: Address, *, aliases: bool = True) -> Connection | None:
@@ -254,26 +264,50 @@ class ConnectionTable:
             ctx = ctx()
         return ctx
 
+    @staticmethod
+    def proved_for(connection: Connection, server_name: str) -> bool:
+        """Whether a TLS ``connection`` was verified for the domain ``server_name``: opened
+        for it, or its peer's validated certificate names it (RFC 5922 §7.1; RFC 5923 on
+        virtual servers: a connection proved for one domain does not serve another one
+        hosted at the same address)."""
+        return connection.server_name == server_name or certificate_matches(
+            connection.peer_certificate, server_name
+        )
+
     async def connect(self, address: Address, server_hostname: str | None = None) -> Connection:
-        """A connection to ``address``: an open one, one being opened, or a new one."""
-        if server_hostname is None or not self.aliases:
+        """A connection to ``address``: an open one, one being opened, or a new one.
+
+        ``server_hostname`` (default: ``address.server_name``) is the domain a TLS connection
+        is for: a new one sends it as SNI and verifies the server's certificate against it
+        (against the IP address when there is none), and an open connection or an RFC 5923
+        alias serves the request only if it was proved for that domain."""
+        if server_hostname is None:
+            server_hostname = address.server_name
+        name = server_hostname.lower().rstrip(".") if server_hostname and address.transport == "TLS" else None
+        if name is None:
             existing = self.find(address)
         else:
-            # RFC 5923 virtual servers: an alias serves a request for ``server_hostname`` only
-            # if the certificate it was proved with names that host.
-            existing = self.find(address, aliases=False)
-            for host in (address.host, server_hostname):
-                if existing is None:
-                    existing = self.aliases.find(
-                        address.transport, host, address.port, identity=server_hostname
-                    )
+            existing = self.by_name.get((address.transport, address.host, address.port, name))
+            if existing is None or existing.closed:
+                existing = self.find(address, aliases=False)
+                if existing is not None and not self.proved_for(existing, name):
+                    existing = None
+            if existing is not None and existing.closed:
+                existing = None
+            if existing is None and self.aliases:
+                # An alias (RFC 5923 §5.3) under the address or under the domain as sent-by,
+                # used only if the certificate it was proved with names the domain too.
+                for host in (address.host, name):
+                    existing = self.aliases.find(address.transport, host, address.port, identity=name)
+                    if existing is not None:
+                        break
         if existing is not None:
             return existing
         if address.transport in ("WS", "WSS"):
             # RFC 7118 §5: WebSocket clients accept no connections; only the flow the client
             # opened reaches it (connect_ws() opens one as a client).
             raise ConnectionError(f"no WebSocket connection from {address.host_port} is open")
-        key = (address.transport, address.host, address.port)
+        key = (address.transport, address.host, address.port, name)
         pending = self._pending.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -290,10 +324,15 @@ class ConnectionTable:
                     address.host,
                     address.port,
                     ssl=self.client_ssl_context() if tls else None,
-                    server_hostname=(server_hostname or address.host) if tls else None,
+                    # SNI and the hostname check: the domain if known, else the IP address.
+                    server_hostname=(name or address.host) if tls else None,
                 ),
                 self.connect_timeout,
             )
+            if name is not None and not connection.closed:
+                connection.server_name = name
+                connection.name_key = (address.transport, address.host, address.port, name)
+                self.by_name[connection.name_key] = connection
             future.set_result(connection)
             return connection
         except BaseException as exc:

@@ -152,7 +152,7 @@ def chain(zone: Zone) -> None:
 
 UDP20 = Address("UDP", "192.0.2.20", 5060)
 TCP10 = [Address("TCP", "192.0.2.10", 5070), Address("TCP", "2001:db8::10", 5070)]
-TLS30 = Address("TLS", "192.0.2.30", 5061)
+TLS30 = Address("TLS", "192.0.2.30", 5061, server_name="example.test")  # RFC 5922 §7.3: the URI's domain
 
 
 @pytest.mark.parametrize(
@@ -179,7 +179,7 @@ async def test_maddr_hostname_replaces_the_host(make, zone: Zone) -> None:
     chain(zone)
     zone.a("proxy.example.test", "192.0.2.50")
     assert await make().resolve("sips:bob@example.test;maddr=proxy.example.test") == [
-        Address("TLS", "192.0.2.50", 5061)
+        Address("TLS", "192.0.2.50", 5061, server_name="proxy.example.test")
     ]
     assert {name for name, _, _ in zone.queries} >= {"proxy.example.test"}
     assert all(name.endswith("proxy.example.test") for name, _, _ in zone.queries)
@@ -188,7 +188,9 @@ async def test_maddr_hostname_replaces_the_host(make, zone: Zone) -> None:
 async def test_explicit_port_means_address_records_only(make, zone: Zone) -> None:
     chain(zone)
     assert await make().resolve("sip:example.test:5080") == [Address("UDP", "192.0.2.1", 5080)]
-    assert await make().resolve("sips:example.test:5081") == [Address("TLS", "192.0.2.1", 5081)]
+    assert await make().resolve("sips:example.test:5081") == [
+        Address("TLS", "192.0.2.1", 5081, server_name="example.test")
+    ]
     assert await make().resolve("sip:example.test:5080;transport=tcp") == [Address("TCP", "192.0.2.1", 5080)]
     assert set(zone.types_queried()) == {"A", "AAAA"}
 
@@ -205,7 +207,9 @@ async def test_transport_param_queries_srv_of_that_transport_only(make, zone: Zo
 async def test_transport_param_without_srv_uses_default_port(make, zone: Zone) -> None:
     zone.a("example.test", "192.0.2.1")
     assert await make().resolve("sip:example.test;transport=tcp") == [Address("TCP", "192.0.2.1", 5060)]
-    assert await make().resolve("sip:example.test;transport=tls") == [Address("TLS", "192.0.2.1", 5061)]
+    assert await make().resolve("sip:example.test;transport=tls") == [
+        Address("TLS", "192.0.2.1", 5061, server_name="example.test")
+    ]
 
 
 async def test_naptr_srv_address_chain_in_naptr_order(make, zone: Zone) -> None:
@@ -254,8 +258,8 @@ async def test_no_srv_falls_back_to_address_records(make, zone: Zone) -> None:
         Address("UDP", *v4),
     ]
     assert await make().resolve("sips:example.test") == [
-        Address("TLS", "192.0.2.1", 5061),
-        Address("TLS", "2001:db8::1", 5061),
+        Address("TLS", "192.0.2.1", 5061, server_name="example.test"),
+        Address("TLS", "2001:db8::1", 5061, server_name="example.test"),
     ]
     assert await make(supported=("TCP",)).resolve("sip:example.test") == [
         Address("TCP", *v4),
@@ -367,8 +371,8 @@ async def test_hosts_override(make, zone: Zone) -> None:
 
 async def test_localhost_needs_no_dns_configuration() -> None:
     assert await Resolver().resolve("sips:localhost") == [
-        Address("TLS", "127.0.0.1", 5061),
-        Address("TLS", "::1", 5061),
+        Address("TLS", "127.0.0.1", 5061, server_name="localhost"),
+        Address("TLS", "::1", 5061, server_name="localhost"),
     ]
     assert await Resolver(prefer_ipv6=True).resolve("sip:localhost:5090;transport=tcp") == [
         Address("TCP", "::1", 5090),
