@@ -285,6 +285,20 @@ async def test_call_answered_held_and_hung_up(server: Server, bob: UserAgent) ->
     assert "BYE sip:bob@" in done.stderr, done
 
 
+async def test_long_call_shows_progress_while_held(server: Server, bob: UserAgent) -> None:
+    @bob.on_call
+    async def answer(call: IncomingCall) -> None:
+        await call.accept()
+
+    done = await cli("call", f"sip:bob@{DOMAIN}", "--duration", "3", "--proxy", server.proxy, cwd=server.cwd)
+    assert done.returncode == 0, done
+    lines = done.stdout.splitlines()
+    held = lines.index("answered; holding 3 s")
+    # A line per second of a 3 s hold (a fifth of it, at least one second), then the BYE.
+    assert lines[held + 1 : held + 3] == ["in call: 1 s of 3 s", "in call: 2 s of 3 s"], done
+    assert lines[held + 3].startswith("BYE 200 OK "), done
+
+
 async def test_call_json_and_remote_hangup(server: Server, bob: UserAgent) -> None:
     @bob.on_call
     async def answer(call: IncomingCall) -> None:

@@ -59,8 +59,13 @@ def server(tmp_path: Path, serve: Callable[..., ServeProcess]) -> str:
 
 def test_the_readme_has_two_runnable_ua_programs() -> None:
     programs = ua_section_programs()
-    assert len(programs) == 2, programs
+    assert len(programs) == 3, programs
     assert "alice.invite(" in programs[0] and "alice.register(" in programs[1]
+    # The third (SIP Outbound) needs edge proxies on the Internet: it is compiled only here;
+    # tests/server/test_outbound_ua.py does the same on loopback.
+    assert "register_outbound(" in programs[2]
+    for number, program in enumerate(programs):
+        compile(program, f"README program {number}", "exec")
 
 
 def test_readme_call_example_runs(tmp_path: Path) -> None:

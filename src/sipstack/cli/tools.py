@@ -54,7 +54,7 @@ from ..net import Address, strip_brackets
 from ..transaction import new_tag
 from ..transport.resolver import ResolveError, Resolver
 from ..transport.udp import UdpListener
-from ..ua import Registration, RequestFailed, UserAgent
+from ..ua import OutgoingCall, Registration, RequestFailed, UserAgent
 from ..ua.registration import refresh_delay
 
 EXIT_OK, EXIT_SIP_FAILURE, EXIT_LOCAL_ERROR, EXIT_REMOTE_ERROR = 0, 1, 2, 3
@@ -1063,7 +1063,7 @@ async def _call(s: UaSession) -> None:
     s.result["answer_sdp"] = bytes(remote).decode("utf-8", "replace") if remote is not None else None
     s.say(f"answered; holding {args.duration:g} s")
     try:
-        reason = await call.wait_ended(args.duration)
+        reason = await _hold(s, call, args.duration)
     except TimeoutError:
         pass
     except asyncio.CancelledError:
@@ -1085,6 +1085,27 @@ async def _call(s: UaSession) -> None:
     if not 200 <= bye.status_code < 300:
         s.result["_after"] = EXIT_SIP_FAILURE
     s.say(f"BYE {bye.status_code} {bye.reason} {ms:.3f} ms")
+
+
+HOLD_PROGRESS = 10.0
+"""Most seconds between the progress lines of ``call --duration``."""
+
+
+async def _hold(s: UaSession, call: OutgoingCall, duration: float) -> str:
+    """Wait for the call to end, at most ``duration`` seconds (TimeoutError then), saying
+    how long it has been held: a line every fifth of the duration, at least every
+    HOLD_PROGRESS seconds, none for holds under two seconds."""
+    every = min(HOLD_PROGRESS, max(1.0, duration / 5)) if duration >= 2 else duration
+    held = 0.0
+    while True:
+        step = min(every, duration - held)
+        try:
+            return await call.wait_ended(step)
+        except TimeoutError:
+            held += step
+            if held >= duration:
+                raise
+            s.say(f"in call: {held:g} s of {duration:g} s")
 
 
 async def _message(s: UaSession) -> None:
