@@ -1,0 +1,205 @@
+"""A profiling aid for the proxy's hot path (not a benchmark: it compares with nothing).
+
+Drives a real :class:`sipstack.server.app.Server` (default route to a UAS, record-routing,
+no auth) with synthetic calls — INVITE / 100 / 180 / 200 / ACK / BYE / 200, as
+``bench/proxy.py``'s SIPp scenarios send them — handed straight to its UDP listeners'
+``datagram_received``, with their sends captured instead of written to a socket. No
+socket, no SIPp, no other process: what it measures is the Python work per call, step by
+step, repeatable enough to compare two versions of the code (run each a few times; or
+under ``valgrind --tool=callgrind`` for instruction counts that do not depend on the
+machine's load).
+
+    .venv/bin/python bench/proxy_profile.py                 # 5000 calls, microseconds per step
+    .venv/bin/python bench/proxy_profile.py --profile 40    # cProfile, the 40 costliest functions
+    .venv/bin/python bench/proxy_profile.py --gc            # with the server's garbage collector
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import pstats
+import sys
+import tempfile
+import time
+
+from sipstack.endpoint import run
+from sipstack.net import Address
+from sipstack.server.app import Server
+from sipstack.server.config import load_config
+from sipstack.transport.udp import UdpListener
+
+UAC = ("127.0.0.1", 25080)
+UAS = ("127.0.0.1", 25070)
+SDP = (
+    b"v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
+    b"t=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+)
+STEPS = ("INVITE", "180", "200", "ACK", "BYE", "200 (BYE)", "timers")
+_COPIED = {b"via", b"v", b"from", b"f", b"call-id", b"i", b"cseq"}
+
+
+def invite(n: int) -> bytes:
+    return (
+        b"INVITE sip:service@example.net SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 127.0.0.1:25080;branch=z9hG4bK-%d-1-0\r\n"
+        b"Max-Forwards: 70\r\n"
+        b"From: sipp <sip:sipp@127.0.0.1:25080>;tag=%dSIPpTag001\r\n"
+        b"To: <sip:service@example.net>\r\n"
+        b"Call-ID: %d-1@127.0.0.1\r\n"
+        b"CSeq: 1 INVITE\r\n"
+        b"Contact: <sip:sipp@127.0.0.1:25080>\r\n"
+        b"Subject: sipstack proxy benchmark\r\n"
+        b"Content-Type: application/sdp\r\n"
+        b"Content-Length: %d\r\n\r\n" % (n, n, n, len(SDP))
+    ) + SDP
+
+
+def in_dialog(method: bytes, cseq: int, n: int, routes: list[bytes], to_tag: bytes) -> bytes:
+    route = b"".join(b"Route: " + r + b"\r\n" for r in routes)
+    return (
+        b"%s sip:uas@127.0.0.1:25070 SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 127.0.0.1:25080;branch=z9hG4bK-%d-%d-%s\r\n"
+        % (method, n, cseq, method)
+        + route
+        + b"Max-Forwards: 70\r\n"
+        b"From: sipp <sip:sipp@127.0.0.1:25080>;tag=%dSIPpTag001\r\n"
+        b"To: <sip:service@example.net>;tag=%s\r\n"
+        b"Call-ID: %d-1@127.0.0.1\r\n"
+        b"CSeq: %d %s\r\n"
+        b"Contact: <sip:sipp@127.0.0.1:25080>\r\n"
+        b"Content-Length: 0\r\n\r\n" % (n, to_tag, n, cseq, method)
+    )
+
+
+def response(request: bytes, code: int, reason: bytes, to_tag: bytes | None, body: bytes = b"") -> bytes:
+    """A UAS's response: the request's Via, From, To (+ tag), Call-ID, CSeq, Record-Route."""
+    lines = []
+    for line in request.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        name = line.split(b":", 1)[0].strip().lower()
+        if name in _COPIED or name == b"record-route":
+            lines.append(line)
+        elif name in (b"to", b"t"):
+            lines.append(line + (b";tag=" + to_tag if to_tag and b"tag=" not in line else b""))
+    lines.append(b"Contact: <sip:uas@127.0.0.1:25070>")
+    if body:
+        lines.append(b"Content-Type: application/sdp")
+    lines.append(b"Content-Length: %d" % len(body))
+    return b"SIP/2.0 %d %s\r\n" % (code, reason) + b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+class Wire:
+    """The sends of every UDP listener, captured."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[UdpListener, bytes, int]] = []
+        wire = self
+
+        def send(listener: UdpListener, data: bytes, address: Address) -> None:
+            wire.sent.append((listener, data, address.port))
+
+        UdpListener.send = send  # type: ignore[method-assign]
+
+    def take(self, port: int) -> tuple[UdpListener, bytes]:
+        for i, (listener, data, to) in enumerate(self.sent):
+            if to == port:
+                del self.sent[i]
+                return listener, data
+        raise AssertionError(f"nothing was sent to port {port}")
+
+
+def one_call(wire: Wire, main: UdpListener, n: int, times: list[float]) -> None:
+    clock = time.perf_counter
+    wire.sent.clear()
+    to_tag = b"%dSIPpTag011" % n
+    t = clock()
+    main.datagram_received(invite(n), UAC)
+    times[0] += clock() - t
+    listener, forwarded = wire.take(UAS[1])
+    wire.take(UAC[1])  # 100 Trying
+    ringing = response(forwarded, 180, b"Ringing", to_tag)
+    t = clock()
+    listener.datagram_received(ringing, UAS)
+    times[1] += clock() - t
+    wire.take(UAC[1])
+    ok = response(forwarded, 200, b"OK", to_tag, SDP)
+    t = clock()
+    listener.datagram_received(ok, UAS)
+    times[2] += clock() - t
+    _, upstream = wire.take(UAC[1])
+    routes = [
+        line.split(b":", 1)[1].strip()
+        for line in upstream.split(b"\r\n")
+        if line.startswith(b"Record-Route:")
+    ]
+    ack = in_dialog(b"ACK", 1, n, routes, to_tag)
+    t = clock()
+    main.datagram_received(ack, UAC)
+    times[3] += clock() - t
+    wire.take(UAS[1])
+    bye = in_dialog(b"BYE", 2, n, routes, to_tag)
+    t = clock()
+    main.datagram_received(bye, UAC)
+    times[4] += clock() - t
+    listener, forwarded = wire.take(UAS[1])
+    done = response(forwarded, 200, b"OK", None)
+    t = clock()
+    listener.datagram_received(done, UAS)
+    times[5] += clock() - t
+    wire.take(UAC[1])
+
+
+async def main(args: argparse.Namespace) -> None:
+    wire = Wire()
+    config = load_config(
+        None,
+        listen=["udp:127.0.0.1:0"],
+        domains=["sipstack.bench.invalid"],
+        auth=False,
+        data_dir=tempfile.mkdtemp(prefix="sipstack-profile-"),
+        log_level="warning",
+        default_route=f"sip:{UAS[0]}:{UAS[1]}",
+    )
+    server = Server(config)
+    await server.start()
+    endpoint = server.endpoint
+    assert endpoint is not None
+    main_listener = next(listener for listener in endpoint.listeners if isinstance(listener, UdpListener))
+    times = [0.0] * len(STEPS)
+    for n in range(200):  # warm-up: caches, first-use imports
+        one_call(wire, main_listener, n, times)
+    times = [0.0] * len(STEPS)
+    if not args.gc:
+        gc.disable()
+    profile = cProfile.Profile() if args.profile else None
+    started = time.process_time()
+    if profile is not None:
+        profile.enable()
+    for n in range(10**6, 10**6 + args.calls):
+        one_call(wire, main_listener, n, times)
+    # Every transaction's timers, fired at once (the server's clock never moved).
+    t = time.perf_counter()
+    endpoint.layer.handle_timer(endpoint.loop.time() + 100.0)
+    endpoint._process()
+    times[6] += time.perf_counter() - t
+    if profile is not None:
+        profile.disable()
+    cpu = time.process_time() - started
+    gc.enable()
+    print(f"{args.calls} calls, {1e6 * cpu / args.calls:.1f} us of CPU per call (driver included)")
+    print(
+        "  ".join(f"{name} {1e6 * spent / args.calls:.1f}" for name, spent in zip(STEPS, times, strict=True)),
+        "(us per call)",
+    )
+    if profile is not None:
+        pstats.Stats(profile).sort_stats("tottime").print_stats(args.profile)
+    await server.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=5000)
+    parser.add_argument("--profile", type=int, metavar="N", default=0, help="cProfile: print the N costliest")
+    parser.add_argument("--gc", action="store_true", help="leave the garbage collector on")
+    sys.exit(run(main(parser.parse_args())))
