@@ -545,6 +545,8 @@ class Request(Message):
 
     def _set_uri(self, uri: URI | str) -> None:
         if isinstance(uri, str):
+            if getattr(self, "_uri_text", None) == uri:
+                return  # the same text: keep what was parsed of it (a proxy relaying as is)
             self._uri_text = uri
             self._uri: URI | None = None
         else:

@@ -374,14 +374,17 @@ class Proxy:
         # A numeric next hop (a Route or Request-URI with an IP address: what Record-Route
         # and Contact carry) resolves to the same Address every time: kept, no resolver.
         routes = request.route
-        uri = routes[0].uri if routes else None
+        uri: object = routes[0].uri if routes else None
         if isinstance(uri, SipURI) and uri.lr:
             uri_text = routes[0].uri_text
         else:
-            uri, uri_text = request.uri, request.uri_text
+            uri = None
+            uri_text = request.uri_text
         hop = self._numeric_hops.get(uri_text)
         if hop is not None:
             return hop
+        if uri is None:
+            uri = request.uri
         targets = await self.endpoint.targets(request)
         if isinstance(uri, SipURI) and is_ip_literal(uri.maddr or uri.host):
             if len(self._numeric_hops) >= 4096:

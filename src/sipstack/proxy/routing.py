@@ -75,10 +75,13 @@ def loop_hash(request: Request) -> str:
         request.to.tag or "",
         request.call_id,
         str(request.cseq.seq),
-        ",".join(request.header_values("route")),
-        ",".join(request.header_values("proxy-require")),
     ]
+    # Route and Proxy-Require as written (one pass over the lines, no parsing).
+    parts += [line for key, line in zip(request._keys, request._lines, strict=True) if key in _LOOP_LINES]
     return hashlib.blake2s("\x00".join(parts).encode(), digest_size=8).hexdigest()
+
+
+_LOOP_LINES = frozenset(("route", "proxy-require"))
 
 
 def proxy_branch(request: Request, index: int) -> str:
