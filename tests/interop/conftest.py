@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from netkit import free_port as free_port_udp_tcp
+
 SIPP = shutil.which("sipp")
 SCENARIOS = Path(__file__).parent / "scenarios"
 HOST = "127.0.0.1"
@@ -58,15 +60,7 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
 
 def free_sipp_port() -> int:
     """A port free for both UDP and TCP (SIPp binds the one given with ``-p``)."""
-    for _ in range(50):
-        port = free_port(socket.SOCK_DGRAM)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind((HOST, port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no port free for both UDP and TCP")
+    return free_port_udp_tcp()
 
 
 def port_bound(port: int, transport: str) -> bool:

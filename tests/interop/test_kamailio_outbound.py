@@ -39,6 +39,7 @@ from typing import Any
 
 import pytest
 
+from netkit import free_port
 from sipstack.message import Request, parse
 from sipstack.net import Address
 from sipstack.ua import OutboundConfig, UserAgent
@@ -78,21 +79,6 @@ pytestmark = [
         "`make debs` as root)",
     ),
 ]
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 just now."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((HOST, 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((HOST, port))
-                except OSError:
-                    continue
-        return port
-    raise RuntimeError("no port free for both UDP and TCP")
 
 
 def options_status(port: int, timeout: float = 0.3) -> int | None:

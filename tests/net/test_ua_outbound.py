@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from typing import Any
 
 import pytest
 
+from netkit import free_port
 from sipstack.message import Request, parse
 from sipstack.message.headers import parse_contacts
 from sipstack.net import Address
@@ -49,21 +49,6 @@ from sipstack.ua import Flow, OutboundConfig, UserAgent
 FAST = TimerConfig(T1=0.05, T2=0.4, T4=0.5)
 HOST = "127.0.0.1"
 AOR = "sip:alice@example.com"
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 just now."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((HOST, 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((HOST, port))
-                except OSError:
-                    continue
-        return port
-    raise RuntimeError("no port free for both UDP and TCP")
 
 
 @dataclass

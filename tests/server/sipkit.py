@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from netkit import free_port
 from sipstack.auth import compute_ha1, compute_response, ha1_all
 from sipstack.endpoint import Endpoint
 from sipstack.message import Request, Response, parse
@@ -30,21 +31,6 @@ from sipstack.storage import User
 from sipstack.transport.base import ListenSpec
 
 HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    """A port the kernel just handed out for UDP on 127.0.0.1 that TCP can bind too."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((HOST, 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((HOST, port))
-                except OSError:
-                    continue
-        return port
-    raise RuntimeError("no port free for both UDP and TCP")
 
 
 def new_id() -> str:
