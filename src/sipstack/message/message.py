@@ -493,6 +493,12 @@ class Message:
             self._raw = raw
         return raw
 
+    def release_parsed(self) -> None:
+        """Forget the parsed values (they are parsed again, identically, if read): for a
+        message kept only in case it is needed — a proxy holds a call's INVITE and 2xx for
+        32 s — this leaves the garbage collector a dozen objects fewer to scan."""
+        self._typed = {}
+
     def copy(self) -> Message:
         """An independent copy to edit (one per forked branch); typed values are shared."""
         new = object.__new__(type(self))
@@ -542,6 +548,10 @@ class Request(Message):
         self.version = version
         self._set_uri(uri)
         super().__init__(headers, body)
+
+    def release_parsed(self) -> None:
+        super().release_parsed()
+        self._uri = None
 
     def _set_uri(self, uri: URI | str) -> None:
         if isinstance(uri, str):

@@ -232,6 +232,10 @@ class ResponseContext:
             # only what a 2xx retransmission needs: the requests are done with.
             for branch in self.branches:
                 branch.request = None
+                if branch.final is not None:
+                    branch.final.release_parsed()
+            # Kept for 2xx retransmissions (RFC 6026), not read: the GC need not scan its parts.
+            self.request.release_parsed()
             if not self.is_invite:
                 # A non-INVITE needs nothing more of its context: its transactions answer
                 # retransmissions themselves. Let go now rather than after Timer J/K.
