@@ -68,20 +68,15 @@ def add_record_route(request: Request, incoming: Address | None, outgoing: Addre
 
 def loop_hash(request: Request) -> str:
     """The part of a branch that identifies a request as this proxy received it (§16.6 step
-    8): equal on a looped request, different on a legitimate spiral (retargeted)."""
-    parts = [
-        request.uri_text,
-        request.from_.tag or "",
-        request.to.tag or "",
-        request.call_id,
-        str(request.cseq.seq),
-    ]
-    # Route and Proxy-Require as written (one pass over the lines, no parsing).
+    8): equal on a looped request, different on a legitimate spiral (retargeted). Made of
+    the Request-URI and the From, To, Call-ID, CSeq, Route and Proxy-Require lines as
+    written — one pass over the lines, nothing parsed (a loop brings them back unchanged)."""
+    parts = [request.uri_text]
     parts += [line for key, line in zip(request._keys, request._lines, strict=True) if key in _LOOP_LINES]
     return hashlib.blake2s("\x00".join(parts).encode(), digest_size=8).hexdigest()
 
 
-_LOOP_LINES = frozenset(("route", "proxy-require"))
+_LOOP_LINES = frozenset(("from", "to", "call-id", "cseq", "route", "proxy-require"))
 
 
 def proxy_branch(request: Request, index: int) -> str:
