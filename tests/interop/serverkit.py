@@ -25,22 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from netkit import free_port
+
 HOST = "127.0.0.1"
 
 
 def free_udp_tcp_port() -> int:
-    """A port the kernel just handed out for UDP on 127.0.0.1 that TCP can bind too."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((HOST, 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((HOST, port))
-                except OSError:
-                    continue
-        return port
-    raise RuntimeError("no port free for both UDP and TCP")
+    """A port free for both UDP and TCP on 127.0.0.1 just now."""
+    return free_port()
 
 
 def toml_value(value: Any) -> str:

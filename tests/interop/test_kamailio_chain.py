@@ -30,15 +30,11 @@ fails the other is killed at once); Kamailio is killed by the process group crea
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,18 +43,11 @@ import pytest
 from serverkit import ServerKit, free_udp_tcp_port
 from test_sipp_proxy import finals, header, received, route_uris, sent, status_of, to_tag, top_via, vias
 
+from kamailiokit import KAMAILIO, KamailioProcess
+
 if TYPE_CHECKING:
     from conftest import Sipp, SippProcess, SippRun, TracedMessage
 
-
-def _find_kamailio() -> str | None:
-    found = shutil.which("kamailio")
-    if found is None and os.access("/usr/sbin/kamailio", os.X_OK):
-        found = "/usr/sbin/kamailio"  # not on a non-root user's PATH
-    return found
-
-
-KAMAILIO = _find_kamailio()
 
 pytestmark = [
     pytest.mark.interop,
@@ -111,20 +100,17 @@ def sip_options(port: int, timeout: float = 0.3) -> int | None:
             return None
 
 
-class Kamailio:
-    """``kamailio -f peer.cfg -DD -E`` in the foreground (its own session, so its process
-    group is its own), listening on ``udp:127.0.0.1:PORT``; ``hops``: the defines the config
+class Kamailio(KamailioProcess):
+    """``kamailio -f peer.cfg -DD -E`` listening on ``udp:127.0.0.1:PORT``; ``hops``: the defines the config
     reads (``B_EXAMPLE_HOP``, ``A_EXAMPLE_HOP``: SIP URIs)."""
 
     def __init__(self, workdir: Path, port: int, hops: dict[str, str]) -> None:
-        self.workdir = workdir
+        super().__init__(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.runtime_dir = workdir / "run"
         self.runtime_dir.mkdir(exist_ok=True)
         self.port = port
         self.hops = hops
-        self.log_path = workdir / "kamailio.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
         assert KAMAILIO is not None
@@ -134,41 +120,8 @@ class Kamailio:
             cmd += ["-A", f'{name}="{uri}"']
         return cmd
 
-    def start(self, ready_timeout: float = 10.0) -> Kamailio:
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                self.command(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + ready_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            if sip_options(self.port) == 200:
-                return self
-            time.sleep(0.05)
-        self.close()
-        raise AssertionError(f"Kamailio did not come up: {' '.join(self.command())}\n{self.log()}")
-
-    def close(self) -> None:
-        """SIGKILL to the process group created for it (the main process and its children,
-        all at once: none is left behind as an orphan), then reap the main process. The
-        group's ID is the main process's PID, which stays reserved until it is reaped."""
-        if self.proc is None or self.proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def log(self, max_chars: int = 8000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-max_chars:]
-        except OSError:
-            return ""
+    def ready(self) -> bool:
+        return sip_options(self.port) == 200
 
     def requests(self, method: str, source_port: int | None = None) -> list[str]:
         """The ``CHAIN-IN`` lines (one per request received) for ``method``, optionally only

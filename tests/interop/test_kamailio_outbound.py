@@ -26,34 +26,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
-import shutil
-import signal
 import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kamailiokit import KAMAILIO, KamailioProcess
 from netkit import free_port
 from sipstack.message import Request, parse
 from sipstack.net import Address
 from sipstack.ua import OutboundConfig, UserAgent
 from sipstack.ua.outbound import registered_contacts
 
-
-def _find_kamailio() -> str | None:
-    found = shutil.which("kamailio")
-    if found is None and os.access("/usr/sbin/kamailio", os.X_OK):
-        found = "/usr/sbin/kamailio"  # not on a non-root user's PATH
-    return found
-
-
-KAMAILIO = _find_kamailio()
 MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
 CONFIGS = Path(__file__).parent / "kamailio_outbound"
 HOST = "127.0.0.1"
@@ -106,9 +93,9 @@ def options_status(port: int, timeout: float = 0.3) -> int | None:
             return None
 
 
-class Kamailio:
-    """``kamailio -f CONFIG -DD -E`` in the foreground, in its own session (so its process
-    group is its own), on ``127.0.0.1:port`` (``transports``), with ``defines`` (``-A``)."""
+class Kamailio(KamailioProcess):
+    """``kamailio -f CONFIG -DD -E`` on ``127.0.0.1:port`` (``transports``), with ``defines``
+    (``-A``)."""
 
     def __init__(
         self,
@@ -119,15 +106,13 @@ class Kamailio:
         transports: tuple[str, ...],
         defines: dict[str, str],
     ) -> None:
-        self.name = name
+        super().__init__(workdir / name)
+        self.name = f"Kamailio {name}"
         self.config = CONFIGS / config
-        self.workdir = workdir / name
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port
         self.transports = transports
         self.defines = defines
-        self.log_path = self.workdir / "kamailio.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
         assert KAMAILIO is not None
@@ -138,42 +123,8 @@ class Kamailio:
             cmd += ["-A", f"{name}={value}"]
         return cmd
 
-    def start(self, ready_timeout: float = 10.0) -> Kamailio:
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                self.command(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + ready_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            if options_status(self.port) == 200:
-                return self
-            time.sleep(0.05)
-        self.kill()
-        raise AssertionError(
-            f"Kamailio {self.name} did not come up: {' '.join(self.command())}\n{self.log()}"
-        )
-
-    def kill(self) -> None:
-        """SIGKILL to its process group (the main process and its children at once), then
-        reap the main process."""
-        if self.proc is None or self.proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def log(self, max_chars: int = 12000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-max_chars:]
-        except OSError:
-            return ""
+    def ready(self) -> bool:
+        return options_status(self.port) == 200
 
     def lines(self, marker: str) -> list[str]:
         return [line for line in self.log(10**7).splitlines() if marker in line]

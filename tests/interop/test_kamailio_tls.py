@@ -27,16 +27,11 @@ needs SIPp (``sip-tester``) too.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import re
 import shutil
-import signal
 import socket
 import ssl
 import string
-import subprocess
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -46,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import trustme
 
+from kamailiokit import KAMAILIO, KamailioProcess
 from sipstack.endpoint import Endpoint, IncomingRequest
 from sipstack.errors import SipTimeoutError, TransportError
 from sipstack.message import Request, Response
@@ -61,15 +57,6 @@ CONFIG_DIR = Path(__file__).parent / "kamailio_tls"
 TLS_MODULE = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so")
 FAST = TimerConfig(T1=0.05, T2=0.4, T4=0.5)  # Timer F (no answer at all): 64*T1 = 3.2 s
 
-
-def _find_kamailio() -> str | None:
-    found = shutil.which("kamailio")
-    if found is None and os.access("/usr/sbin/kamailio", os.X_OK):
-        found = "/usr/sbin/kamailio"  # not on a non-root user's PATH
-    return found
-
-
-KAMAILIO = _find_kamailio()
 
 pytestmark = [
     pytest.mark.interop,
@@ -178,7 +165,7 @@ def tcp_accepts(port: int, timeout: float = 0.2) -> bool:
         return False
 
 
-class KamailioTls:
+class KamailioTls(KamailioProcess):
     """``kamailio -f kamailio.cfg -DD -E -n 1`` with the rendered tls.cfg beside it, listening
     on ``tls:127.0.0.1:PORT`` (and ``udp:127.0.0.1:PORT`` when it relays to ``relay_to``)."""
 
@@ -191,7 +178,7 @@ class KamailioTls:
         method: str = "TLSv1.2+",
         relay_to: str | None = None,
     ) -> None:
-        self.workdir = workdir
+        super().__init__(workdir)
         workdir.mkdir(parents=True)
         self.runtime_dir = workdir / "run"
         self.runtime_dir.mkdir()
@@ -201,8 +188,6 @@ class KamailioTls:
         self.relay_to = relay_to
         self.tls_port = free_port(socket.SOCK_STREAM)
         self.udp_port = free_port(socket.SOCK_DGRAM) if relay_to else None
-        self.log_path = workdir / "kamailio.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
         assert KAMAILIO is not None
@@ -215,46 +200,9 @@ class KamailioTls:
             cmd += ["-A", f'RELAY_TO="{self.relay_to}"']
         return cmd
 
-    def start(self, ready_timeout: float = 10.0) -> KamailioTls:
-        """Start it and wait until its TLS port accepts connections."""
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                self.command(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + ready_timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            if tcp_accepts(self.tls_port):
-                return self
-            time.sleep(0.05)
-        self.close()
-        raise AssertionError(f"Kamailio did not come up:\n$ {' '.join(self.command())}\n{self.log()}")
-
-    def close(self) -> None:
-        """SIGTERM to the process group created for it (its PID), SIGKILL after 3 s."""
-        if self.proc is None:
-            return
-        pgid = self.proc.pid  # start_new_session: the group's id is the main process's PID
-        for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, sig)
-            try:
-                self.proc.wait(wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        with contextlib.suppress(ProcessLookupError):  # children may outlive the main process
-            os.killpg(pgid, signal.SIGKILL)
-
-    def log(self, max_chars: int = 8000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-max_chars:]
-        except OSError:
-            return ""
+    def ready(self) -> bool:
+        """Up when its TLS port accepts connections."""
+        return tcp_accepts(self.tls_port)
 
     def evidence(self) -> str:
         return f"\n--- kamailio log ($ {' '.join(self.command())}) ---\n{self.log()}"

@@ -31,17 +31,11 @@ import pytest
 import trustme
 from sipkit import HOST, ServeProcess, free_port, run_cli
 
+from kamailiokit import KAMAILIO
+
 SIPSAK = shutil.which("sipsak")
 
 
-def _find_kamailio() -> str | None:
-    found = shutil.which("kamailio")
-    if found is None and os.access("/usr/sbin/kamailio", os.X_OK):
-        found = "/usr/sbin/kamailio"  # not on a non-root user's PATH
-    return found
-
-
-KAMAILIO = _find_kamailio()
 NO_KAMAILIO = "Kamailio is not installed (Debian package kamailio: `make debs` as root)"
 NO_SIPSAK = "sipsak is not installed (Debian package sipsak: `make debs` as root)"
 

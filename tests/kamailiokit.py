@@ -1,0 +1,90 @@
+"""Kamailio as a child process of the interop tests: where it is, started in a session of
+its own (so its process group is its own), waited for, and stopped as a whole group by PID."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Self
+
+
+def find_kamailio() -> str | None:
+    found = shutil.which("kamailio")
+    if found is None and os.access("/usr/sbin/kamailio", os.X_OK):
+        found = "/usr/sbin/kamailio"  # not on a non-root user's PATH
+    return found
+
+
+KAMAILIO = find_kamailio()
+
+
+class KamailioProcess:
+    """``kamailio … -DD -E`` in the foreground, logging to ``workdir/kamailio.log``.
+    Subclasses say how it is started (:meth:`command`) and when it is up (:meth:`ready`)."""
+
+    name = "Kamailio"
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.log_path = workdir / "kamailio.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:  # pragma: no cover - subclasses
+        raise NotImplementedError
+
+    def ready(self) -> bool:  # pragma: no cover - subclasses
+        raise NotImplementedError
+
+    def start(self, ready_timeout: float = 10.0) -> Self:
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + ready_timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if self.ready():
+                return self
+            time.sleep(0.05)
+        self.close()
+        raise AssertionError(f"{self.name} did not come up:\n$ {' '.join(self.command())}\n{self.log()}")
+
+    def close(self) -> None:
+        """SIGTERM to the process group created for it (the main process and its children),
+        SIGKILL after 3 s; the group's ID is the main process's PID, reserved until reaped."""
+        if self.proc is None:
+            return
+        pgid = self.proc.pid
+        for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, sig)
+            try:
+                self.proc.wait(wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        with contextlib.suppress(ProcessLookupError):  # children may outlive the main process
+            os.killpg(pgid, signal.SIGKILL)
+
+    def kill(self) -> None:
+        """SIGKILL to the whole group at once (a crash, as the tests that need one see it)."""
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def log(self, max_chars: int = 12000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-max_chars:]
+        except OSError:
+            return ""
