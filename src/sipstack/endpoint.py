@@ -694,33 +694,25 @@ class Endpoint:
             request.prepend_header("Via", via)
             # §18.1.1 (the size without our Via, plus 200): serialised once, here — the
             # transaction sends these bytes (cached in the message).
-            if not needs_congestion_control(len(bytes(request)) - len(via) - 7 + 200):
-                return self.send_prepared(
-                    request,
-                    address,
-                    on_provisional=on_provisional,
-                    on_final=on_final,
-                    on_error=on_error,
-                    future=future,
-                    branch=branch,
-                )
-            request.pop_value("via")
-            address = Address("TCP", address.host, address.port)
-        v6 = ":" in address.host
-        try:
-            # The domain the target was resolved for (RFC 5922 §7.3, RFC 5923 virtual servers).
-            connection = await self.connections.connect(address, server_hostname=address.server_name)
-        except (TimeoutError, OSError) as exc:
-            raise TransportError(f"cannot connect to {address}: {exc}") from exc
-        address = address._replace(transport=connection.transport_name, connection=connection.id)
-        listener = self._stream_listener(address.transport, v6)
-        local = listener.local if listener else Address(address.transport, *connection.local)
-        # RFC 5923 §5.2: offer a TLS connection we opened for requests back to us.
-        alias = ";alias" if self.via_alias and address.transport == "TLS" and connection.outbound else ""
-        request.prepend_header(
-            "Via",
-            f"SIP/2.0/{address.transport} {local.host_port};branch={branch};rport{alias}",
-        )
+            if needs_congestion_control(len(bytes(request)) - len(via) - 7 + 200):
+                request.pop_value("via")
+                address = Address("TCP", address.host, address.port)
+        if address.transport != "UDP":
+            v6 = ":" in address.host
+            try:
+                # The domain the target was resolved for (RFC 5922 §7.3, RFC 5923 virtual servers).
+                connection = await self.connections.connect(address, server_hostname=address.server_name)
+            except (TimeoutError, OSError) as exc:
+                raise TransportError(f"cannot connect to {address}: {exc}") from exc
+            address = address._replace(transport=connection.transport_name, connection=connection.id)
+            listener = self._stream_listener(address.transport, v6)
+            local = listener.local if listener else Address(address.transport, *connection.local)
+            # RFC 5923 §5.2: offer a TLS connection we opened for requests back to us.
+            alias = ";alias" if self.via_alias and address.transport == "TLS" and connection.outbound else ""
+            request.prepend_header(
+                "Via",
+                f"SIP/2.0/{address.transport} {local.host_port};branch={branch};rport{alias}",
+            )
         return self.send_prepared(
             request,
             address,

@@ -445,6 +445,18 @@ class UserAgent:
         ``refresh``. Raises :class:`RequestFailed` when the registrar refuses."""
         from .registration import Registration
 
+        aor, credentials = self._registering(aor, password, username)
+        registration = Registration(self, aor, registrar=registrar, credentials=credentials, expires=expires)
+        await registration.start(refresh=refresh)
+        self.registrations.append(registration)
+        return registration
+
+    def _registering(
+        self, aor: str | None, password: str | None, username: str | None
+    ) -> tuple[str, DigestClient | None]:
+        """The AoR to register (the UA's by default; it becomes the UA's if it had none) and
+        the credentials to answer challenges with (``password`` becomes the UA's if it had
+        none)."""
         aor = aor or self.aor
         if aor is None:
             raise ValueError("no address-of-record to register")
@@ -455,10 +467,7 @@ class UserAgent:
             credentials = DigestClient(username or _user_of(aor) or "", password)
             if self.credentials is None:
                 self.credentials = credentials
-        registration = Registration(self, aor, registrar=registrar, credentials=credentials, expires=expires)
-        await registration.start(refresh=refresh)
-        self.registrations.append(registration)
-        return registration
+        return aor, credentials
 
     async def unregister(self, aor: str | None = None) -> list[Response]:
         """Remove the bindings of this UA's registrations (of ``aor`` only, if given), SIP
@@ -495,16 +504,7 @@ class UserAgent:
 
         if self.outbound is not None:
             raise RuntimeError("this UserAgent already registers with SIP Outbound")
-        aor = aor or self.aor
-        if aor is None:
-            raise ValueError("no address-of-record to register")
-        if self.aor is None:
-            self.aor = aor
-        credentials = self.credentials
-        if password is not None:
-            credentials = DigestClient(username or _user_of(aor) or "", password)
-            if self.credentials is None:
-                self.credentials = credentials
+        aor, credentials = self._registering(aor, password, username)
         outbound = OutboundRegistration(
             self,
             aor,
