@@ -461,20 +461,25 @@ def test_a_dialog_stays_on_the_flow_in_both_directions(
         ]
     ).encode()
     second.send(bye)
-    deadline = time.monotonic() + WAIT
-    request = None
-    while request is None and time.monotonic() < deadline:
-        net.caller.sock.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            data, _ = net.caller.sock.recvfrom(65535)
-        except TimeoutError:
-            break
-        message = parse(data, strict=False)
-        if isinstance(message, Request) and message.method == "BYE":
-            request = message
+    request = caller_request(net, "BYE")
     assert request is not None, "the UA's BYE did not reach the caller"
     net.caller.send(bytes(make_response(request, 200)), net.registrar_port)
     assert second.final().status_code == 200
+
+
+def caller_request(net: Network, method: str) -> Request | None:
+    """The next ``method`` request to reach the caller's socket within WAIT seconds."""
+    deadline = time.monotonic() + WAIT
+    while (left := deadline - time.monotonic()) > 0:
+        net.caller.sock.settimeout(max(0.01, left))
+        try:
+            data, _ = net.caller.sock.recvfrom(65535)
+        except TimeoutError:
+            return None
+        message = parse(data, strict=False)
+        if isinstance(message, Request) and message.method == method:
+            return message
+    return None
 
 
 def test_a_first_hop_without_outbound_gets_439(
@@ -586,17 +591,7 @@ def test_a_call_from_the_ua_is_record_routed_with_its_flow_token(
         contact=f"<{second.contact}>",
     )
     second.send(invite)
-    deadline = time.monotonic() + WAIT
-    arrived = None
-    while arrived is None and time.monotonic() < deadline:
-        net.caller.sock.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            data, _ = net.caller.sock.recvfrom(65535)
-        except TimeoutError:
-            break
-        message = parse(data, strict=False)
-        if isinstance(message, Request) and message.method == "INVITE":
-            arrived = message
+    arrived = caller_request(net, "INVITE")
     assert arrived is not None, "the UA's INVITE did not reach bob"
     record_route = arrived.header_values("Record-Route")
     flow_token = [
