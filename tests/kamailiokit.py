@@ -83,8 +83,20 @@ class KamailioProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
 
-    def log(self, max_chars: int = 12000) -> str:
+    def log(self, max_chars: int | None = 12000) -> str:
+        """The end of its log (all of it with ``max_chars=None``)."""
         try:
-            return self.log_path.read_text(errors="replace")[-max_chars:]
+            text = self.log_path.read_text(errors="replace")
+            return text if max_chars is None else text[-max_chars:]
         except OSError:
             return ""
+
+    def wait_log(self, needle: str, timeout: float = 3.0) -> bool:
+        """Whether ``needle`` shows in its log within ``timeout`` seconds (it writes a line
+        about a refused connection some time after the peer has seen the refusal)."""
+        deadline = time.monotonic() + timeout
+        while needle not in self.log(None):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True

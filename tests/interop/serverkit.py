@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from netkit import free_port
+from netkit import free_port, options_status
 
 HOST = "127.0.0.1"
 
@@ -183,29 +182,7 @@ class ServerKit:
 
     def options(self, timeout: float = 1.0) -> int | None:
         """Send one OPTIONS for the server itself over UDP; the status code, or None."""
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.bind((HOST, 0))
-            sock.settimeout(timeout)
-            local = sock.getsockname()[1]
-            branch = "z9hG4bK" + secrets.token_hex(8)
-            request = (
-                f"OPTIONS sip:{HOST}:{self.port} SIP/2.0\r\n"
-                f"Via: SIP/2.0/UDP {HOST}:{local};branch={branch};rport\r\n"
-                "Max-Forwards: 70\r\n"
-                f"From: <sip:probe@{HOST}>;tag={secrets.token_hex(4)}\r\n"
-                f"To: <sip:{HOST}:{self.port}>\r\n"
-                f"Call-ID: {secrets.token_hex(8)}@serverkit\r\n"
-                "CSeq: 1 OPTIONS\r\n"
-                "Content-Length: 0\r\n\r\n"
-            )
-            try:
-                sock.sendto(request.encode(), (HOST, self.port))
-                while True:
-                    data = sock.recv(65535)
-                    if branch.encode() in data and data.startswith(b"SIP/2.0 "):
-                        return int(data[8:11])
-            except (TimeoutError, ConnectionRefusedError, ValueError):
-                return None
+        return options_status(self.port, timeout)
 
     def kill9(self) -> int | None:
         """SIGKILL by PID (no chance to clean up); the exit status."""

@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-import secrets
 import shutil
-import socket
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -44,6 +42,7 @@ from serverkit import ServerKit, free_udp_tcp_port
 from test_sipp_proxy import finals, header, received, route_uris, sent, status_of, to_tag, top_via, vias
 
 from kamailiokit import KAMAILIO, KamailioProcess
+from netkit import options_status
 
 if TYPE_CHECKING:
     from conftest import Sipp, SippProcess, SippRun, TracedMessage
@@ -73,33 +72,6 @@ BOB_PASSWORD = "bob-secret"
 # -- Kamailio ---------------------------------------------------------------------------------
 
 
-def sip_options(port: int, timeout: float = 0.3) -> int | None:
-    """One OPTIONS sip:127.0.0.1:PORT over UDP; the status code, or None."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((HOST, 0))
-        sock.settimeout(timeout)
-        local = sock.getsockname()[1]
-        branch = "z9hG4bK" + secrets.token_hex(8)
-        request = (
-            f"OPTIONS sip:{HOST}:{port} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP {HOST}:{local};branch={branch};rport\r\n"
-            "Max-Forwards: 70\r\n"
-            f"From: <sip:probe@{HOST}>;tag={secrets.token_hex(4)}\r\n"
-            f"To: <sip:{HOST}:{port}>\r\n"
-            f"Call-ID: {secrets.token_hex(8)}@chain-probe\r\n"
-            "CSeq: 1 OPTIONS\r\n"
-            "Content-Length: 0\r\n\r\n"
-        )
-        try:
-            sock.sendto(request.encode(), (HOST, port))
-            while True:
-                data = sock.recv(65535)
-                if branch.encode() in data and data.startswith(b"SIP/2.0 "):
-                    return int(data[8:11])
-        except (TimeoutError, ConnectionRefusedError, ValueError):
-            return None
-
-
 class Kamailio(KamailioProcess):
     """``kamailio -f peer.cfg -DD -E`` listening on ``udp:127.0.0.1:PORT``; ``hops``: the defines the config
     reads (``B_EXAMPLE_HOP``, ``A_EXAMPLE_HOP``: SIP URIs)."""
@@ -121,7 +93,7 @@ class Kamailio(KamailioProcess):
         return cmd
 
     def ready(self) -> bool:
-        return sip_options(self.port) == 200
+        return options_status(self.port) == 200
 
     def requests(self, method: str, source_port: int | None = None) -> list[str]:
         """The ``CHAIN-IN`` lines (one per request received) for ``method``, optionally only

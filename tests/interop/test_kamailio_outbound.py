@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
-import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +33,7 @@ from typing import Any
 import pytest
 
 from kamailiokit import KAMAILIO, KamailioProcess
-from netkit import free_port
+from netkit import free_port, options_status
 from sipstack.message import Request, parse
 from sipstack.net import Address
 from sipstack.ua import OutboundConfig, UserAgent
@@ -66,31 +64,6 @@ pytestmark = [
         "`make debs` as root)",
     ),
 ]
-
-
-def options_status(port: int, timeout: float = 0.3) -> int | None:
-    """One OPTIONS sip:127.0.0.1:PORT over UDP; the status code, or None."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((HOST, 0))
-        sock.settimeout(timeout)
-        branch = "z9hG4bK" + secrets.token_hex(8)
-        request = (
-            f"OPTIONS sip:{HOST}:{port} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP {HOST}:{sock.getsockname()[1]};branch={branch};rport\r\n"
-            "Max-Forwards: 70\r\n"
-            f"From: <sip:probe@{HOST}>;tag={secrets.token_hex(4)}\r\n"
-            f"To: <sip:{HOST}:{port}>\r\n"
-            f"Call-ID: {secrets.token_hex(8)}@outbound-probe\r\n"
-            "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
-        )
-        try:
-            sock.sendto(request.encode(), (HOST, port))
-            while True:
-                data = sock.recv(65535)
-                if branch.encode() in data and data.startswith(b"SIP/2.0 "):
-                    return int(data[8:11])
-        except (TimeoutError, ConnectionRefusedError, ValueError):
-            return None
 
 
 class Kamailio(KamailioProcess):

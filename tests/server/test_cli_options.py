@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -31,7 +29,8 @@ import pytest
 import trustme
 from sipkit import HOST, ServeProcess, free_port, run_cli
 
-from kamailiokit import KAMAILIO
+from kamailiokit import KAMAILIO, KamailioProcess
+from netkit import options_status
 
 SIPSAK = shutil.which("sipsak")
 
@@ -189,18 +188,16 @@ request_route {
 """
 
 
-class Kamailio:
-    """``kamailio -DD -E`` in the foreground on UDP and TCP at 127.0.0.1:PORT, in its own
-    session (its process group is its own: killed as a whole by that PID)."""
+class Kamailio(KamailioProcess):
+    """``kamailio -DD -E`` on UDP and TCP at 127.0.0.1:PORT (a free port, tried again on
+    another if it was taken meanwhile)."""
 
     def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
+        super().__init__(workdir)
         (workdir / "run").mkdir(parents=True)
         self.config = workdir / "kamailio.cfg"
         self.config.write_text(KAMAILIO_CFG)
-        self.log_path = workdir / "kamailio.log"
         self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
         assert KAMAILIO is not None
@@ -223,53 +220,18 @@ class Kamailio:
             "8",
         ]
 
-    def start(self) -> Kamailio:
-        for _ in range(3):
+    def ready(self) -> bool:
+        return options_status(self.port) == 200
+
+    def start(self, ready_timeout: float = 10.0) -> Kamailio:
+        for attempt in range(3):
             self.port = free_port()
-            with self.log_path.open("wb") as log:
-                self.proc = subprocess.Popen(
-                    self.command(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=self.workdir,
-                    start_new_session=True,
-                )
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                if _udp_options_status(self.port) == 200:
-                    return self
-                time.sleep(0.05)
-            self.close()
-        raise AssertionError(f"Kamailio did not come up: {' '.join(self.command())}\n{self.log()}")
-
-    def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-def _udp_options_status(port: int) -> int | None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((HOST, 0))
-        sock.settimeout(0.3)
-        local = sock.getsockname()[1]
-        request = (
-            f"OPTIONS sip:{HOST}:{port} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP {HOST}:{local};branch=z9hG4bKready{local}\r\n"
-            f"Max-Forwards: 70\r\nFrom: <sip:probe@{HOST}>;tag=r{local}\r\nTo: <sip:{HOST}:{port}>\r\n"
-            f"Call-ID: ready-{local}@{HOST}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
-        )
-        try:
-            sock.sendto(request.encode(), (HOST, port))
-            data = sock.recv(65535)
-        except OSError:
-            return None
-        return int(data[8:11]) if data.startswith(b"SIP/2.0 ") else None
+            try:
+                return super().start(ready_timeout)
+            except AssertionError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
 
 @pytest.fixture
@@ -496,7 +458,9 @@ def test_ping_kamailio(tmp_path: Path, kamailio: Kamailio, transport: str) -> No
     doc = run.json()
     assert (doc["status"], doc["server"], doc["allow"]) == (200, "kamailio-options-test", ["OPTIONS"]), run
     assert doc["source"] == f"{transport}:{HOST}:{kamailio.port}", run
-    assert f"OPTIONS-TEST-IN OPTIONS sip:{HOST}:{kamailio.port} from={transport}:{HOST}:" in kamailio.log()
+    assert f"OPTIONS-TEST-IN OPTIONS sip:{HOST}:{kamailio.port} from={transport}:{HOST}:" in kamailio.log(
+        None
+    )
 
 
 @pytest.mark.interop
@@ -522,8 +486,8 @@ def test_proxy_sends_through_kamailio_to_sipstack(
         "sipstack",
         f"udp:{HOST}:{kamailio.port}",
     ), run
-    assert f"OPTIONS-TEST-IN OPTIONS {target} from=udp:{HOST}:" in kamailio.log()
-    assert f"route=<sip:{HOST}:{kamailio.port};lr>" in kamailio.log()
+    assert f"OPTIONS-TEST-IN OPTIONS {target} from=udp:{HOST}:" in kamailio.log(None)
+    assert f"route=<sip:{HOST}:{kamailio.port};lr>" in kamailio.log(None)
     failed = options(tmp_path, "--proxy", f"sip:{HOST}:{kamailio.port}", f"sip:nobody@{HOST}:{sipstack.port}")
     assert failed.returncode == 1 and " 404 " in failed.stdout, failed
 
