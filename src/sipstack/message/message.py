@@ -359,6 +359,9 @@ class Message:
 
     # -- typed accessors (RFC 3261 §20) ---------------------------------------------------
 
+    # The accessors a proxy reads for every message look in the cache inline (one call fewer
+    # each); the others go through _typed_value.
+
     @property
     def via(self) -> list[Via]:
         value = self._typed.get("via", _MISSING)
@@ -411,58 +414,47 @@ class Message:
 
     @property
     def path(self) -> list[NameAddr]:
-        value = self._typed.get("path", _MISSING)
-        return self._typed_value("path") if value is _MISSING or type(value) is ParseError else value
+        return self._typed_value("path")
 
     @property
     def service_route(self) -> list[NameAddr]:
-        value = self._typed.get("service-route", _MISSING)
-        return self._typed_value("service-route") if value is _MISSING or type(value) is ParseError else value
+        return self._typed_value("service-route")
 
     @property
     def expires(self) -> int | None:
-        value = self._typed.get("expires", _MISSING)
-        return self._typed_value("expires") if value is _MISSING or type(value) is ParseError else value
+        return self._typed_value("expires")
 
     @property
     def min_expires(self) -> int | None:
-        value = self._typed.get("min-expires", _MISSING)
-        return self._typed_value("min-expires") if value is _MISSING or type(value) is ParseError else value
+        return self._typed_value("min-expires")
 
     @property
     def content_type(self) -> MediaType | None:
-        value = self._typed.get("content-type", _MISSING)
-        return self._typed_value("content-type") if value is _MISSING or type(value) is ParseError else value
+        return self._typed_value("content-type")
 
     @property
     def accept(self) -> list[MediaType]:
-        value = self._typed.get("accept", _MISSING)
-        return self._typed_value("accept") if value is _MISSING or type(value) is ParseError else value
+        return self._typed_value("accept")
 
     @property
     def require(self) -> list[str]:
-        value = self._typed.get("require", _MISSING)
-        return self._typed_value("require") if value is _MISSING or type(value) is ParseError else value
+        return self._typed_value("require")
 
     @property
     def proxy_require(self) -> list[str]:
-        value = self._typed.get("proxy-require", _MISSING)
-        return self._typed_value("proxy-require") if value is _MISSING or type(value) is ParseError else value
+        return self._typed_value("proxy-require")
 
     @property
     def supported(self) -> list[str]:
-        value = self._typed.get("supported", _MISSING)
-        return self._typed_value("supported") if value is _MISSING or type(value) is ParseError else value
+        return self._typed_value("supported")
 
     @property
     def unsupported(self) -> list[str]:
-        value = self._typed.get("unsupported", _MISSING)
-        return self._typed_value("unsupported") if value is _MISSING or type(value) is ParseError else value
+        return self._typed_value("unsupported")
 
     @property
     def allow(self) -> list[str]:
-        value = self._typed.get("allow", _MISSING)
-        return self._typed_value("allow") if value is _MISSING or type(value) is ParseError else value
+        return self._typed_value("allow")
 
     @property
     def authorization(self) -> list[Auth]:
