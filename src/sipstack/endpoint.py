@@ -192,9 +192,10 @@ class Endpoint:
         self._sweeper: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._request_udp: list[UdpListener] = []
+        # Answers of ``is_local`` (a proxy asks for every Via and Route) and of the UDP
+        # listener lookup, per message otherwise; reset whenever the listeners change.
         self._local_cache: dict[tuple[str, int | None], bool] = {}
         self._udp_cache: dict[tuple[bool, bool], UdpListener] = {}
-        """``is_local`` answers (a proxy asks for every Via and Route); reset with listeners."""
         self.draining = False
         self.stats = {"requests_in": 0, "responses_in": 0, "malformed": 0, "sent": 0, "send_errors": 0}
         self.tracer: Callable[[str, bytes, Address], None] | None = None
@@ -223,8 +224,7 @@ class Endpoint:
             listener.on_unreachable = self._unreachable
             if for_requests:
                 self._request_udp.append(listener)
-                self._local_cache.clear()
-                self._udp_cache.clear()
+                self._listeners_changed()
                 log.info("sending requests from %s", listener.local)
                 return listener.local
         else:
@@ -233,11 +233,14 @@ class Endpoint:
             )
             self._speak(spec.transport)
         self.listeners.append(listener)
-        self._local_cache.clear()
-        self._udp_cache.clear()
+        self._listeners_changed()
         self._start_sweeper()
         log.info("listening on %s", listener.local)
         return listener.local
+
+    def _listeners_changed(self) -> None:
+        self._local_cache.clear()
+        self._udp_cache.clear()
 
     def on_stray_response(self, callback: Callable[[Response, Address], None]) -> None:
         """Receive responses that match no client transaction (a proxy forwards 2xx
@@ -277,8 +280,7 @@ class Endpoint:
             listener.close()
         self.listeners.clear()
         self._request_udp.clear()
-        self._local_cache.clear()
-        self._udp_cache.clear()
+        self._listeners_changed()
         self.connections.close_all()
         for handle in (self._timer, self._sweeper):
             if handle is not None:
