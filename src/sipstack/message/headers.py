@@ -156,6 +156,9 @@ def check_name(raw: str) -> str:
 
 def split_list(value: str) -> list[str]:
     """Split a list-header value at commas outside quotes and angle brackets."""
+    if "," not in value:  # one value: the common case (a Route, a Via)
+        value = value.strip(" \t")
+        return [value] if value else []
     if '"' not in value and "<" not in value:
         return [part.strip(" \t") for part in value.split(",") if part.strip(" \t")]
     parts: list[str] = []

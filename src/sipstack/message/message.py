@@ -670,6 +670,51 @@ def _unfold(lines: list[str]) -> list[str]:
     return joined
 
 
+# Header layouts seen (the ``name:`` parts of a head, in order) -> their canonical names,
+# first and last line of each, and what is wrong with them: a peer sends the same layout
+# message after message. Bounded: emptied when full.
+_Layout = tuple[tuple[str, ...], dict[str, int], dict[str, int], str | None]
+_LAYOUTS: dict[tuple[str, ...], _Layout] = {}
+
+
+def _layout(names: list[str], lines: list[str]) -> tuple[list[str], _Layout]:
+    """The layout of a head's header ``lines``: remembered when ``names`` (its ``name:``
+    parts, from :data:`_NAME_RE`) name every line; otherwise (a folded line, a line without
+    a colon) built from the lines, unfolded, and not remembered."""
+    folded = any(line[:1] in (" ", "\t") for line in lines)
+    exact = len(names) == len(lines) and not folded and ":" not in names
+    if exact:
+        keys = [_key(name) for name in names]
+    else:
+        if folded:
+            lines = _unfold(lines)
+        keys = []
+        for line in lines:
+            colon = line.find(":")
+            if colon <= 0:
+                raise ParseError("header line without a colon")
+            keys.append(_key(line[: colon + 1]))
+    n = len(keys)
+    first = dict(zip(reversed(keys), range(n - 1, -1, -1), strict=True))
+    error = None
+    if len(first) == n:
+        last = first
+    else:
+        last = dict(zip(keys, range(n), strict=True))
+        if tuple(map(first.get, SINGLE_HEADERS)) != tuple(map(last.get, SINGLE_HEADERS)):
+            repeated = next(key for key in SINGLE_HEADERS if first.get(key) != last.get(key))
+            error = f"more than one {pretty_name(repeated)} header"
+    if error is None and not first.keys() >= _MANDATORY_SET:
+        missing = next(key for key in _MANDATORY if key not in first)
+        error = f"missing {pretty_name(missing)} header"
+    layout = (tuple(keys), first, last, error)
+    if exact:
+        if len(_LAYOUTS) >= 1024:
+            _LAYOUTS.clear()
+        _LAYOUTS[tuple(names)] = layout
+    return lines, layout
+
+
 def _parse(data: bytes, strict: bool) -> Request | Response:
     if not isinstance(data, bytes):
         data = bytes(data)
@@ -687,31 +732,19 @@ def _parse(data: bytes, strict: bool) -> Request | Response:
 
     del lines[0]
     n = len(lines)
-    keys: list[str] = list(map(_NAME_CACHE.get, _NAME_RE.findall(head)))  # type: ignore[arg-type]
-    if len(keys) != n or None in keys:  # a folded line, a line without a colon, a new spelling
-        if any(line[:1] in (" ", "\t") for line in lines):
-            lines = _unfold(lines)
-            n = len(lines)
-        keys = []
-        for line in lines:
-            colon = line.find(":")
-            if colon <= 0:
-                raise ParseError("header line without a colon")
-            keys.append(_key(line[: colon + 1]))
+    names = _NAME_RE.findall(head)
+    layout = _LAYOUTS.get(tuple(names)) if len(names) == n else None
+    if layout is None:
+        lines, layout = _layout(names, lines)  # lines unfolded if need be
+        n = len(lines)
+    keys_seen, first, last, error = layout
+    if error is not None:
+        raise ParseError(error)
     msg._lines = lines
-    msg._keys = keys
+    msg._keys = list(keys_seen)
     msg._typed = typed = {}
-    msg._first = first = dict(zip(reversed(keys), range(n - 1, -1, -1), strict=True))
-    if len(first) == n:
-        msg._last = first
-    else:
-        msg._last = last = dict(zip(keys, range(n), strict=True))
-        if tuple(map(first.get, SINGLE_HEADERS)) != tuple(map(last.get, SINGLE_HEADERS)):
-            repeated = next(key for key in SINGLE_HEADERS if first.get(key) != last.get(key))
-            raise ParseError(f"more than one {pretty_name(repeated)} header")
-    if not first.keys() >= _MANDATORY_SET:
-        missing = next(key for key in _MANDATORY if key not in first)
-        raise ParseError(f"missing {pretty_name(missing)} header")
+    msg._first = first
+    msg._last = last
 
     # The headers every element relies on, checked now (RFC 3261 §16.3 step 1, §17.2.3).
     line = lines[first["call-id"]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +70,17 @@ class TimerConfig:
         """RFC 4320 §4.1: a 100 to a non-INVITE request goes out over an unreliable
         transport only once the client's Timer E has reached T2 (T1 + 2T1 + 4T1 with the
         defaults), and must go out then if nothing else has."""
-        # §17.1.2.2: E fires at T1, then after MIN(2*T1, T2), doubling until T2.
-        total, interval = self.T1, 2 * self.T1
-        while interval < self.T2:
-            total += interval
-            interval *= 2
-        return total
+        return _trying_nict(self.T1, self.T2)
+
+
+@lru_cache(maxsize=16)
+def _trying_nict(t1: float, t2: float) -> float:
+    # §17.1.2.2: E fires at T1, then after MIN(2*T1, T2), doubling until T2.
+    total, interval = t1, 2 * t1
+    while interval < t2:
+        total += interval
+        interval *= 2
+    return total
 
 
 DEFAULT_TIMERS = TimerConfig()
