@@ -459,20 +459,49 @@ class Endpoint:
             if not incoming.answered:
                 incoming.respond(500)
             return
-        if inspect.isawaitable(result):
-            task = start_eagerly(self._loop, self._finish(result, incoming))
-            if task is not None:
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-
-    async def _finish(self, result: Awaitable[None], incoming: IncomingRequest) -> None:
+        if result is None:
+            return
+        if type(result) is not _COROUTINE:
+            if not inspect.isawaitable(result):
+                return
+            result = self._finish(result, incoming)
+        # The handler's coroutine runs here up to its first real wait (most run to the end).
         try:
-            await result
+            task = start_eagerly(self._loop, result)
         except Exception:
-            log.exception("request handler failed on %s %s", incoming.method, incoming.request.uri_text)
-        # The TU contract: every request gets a final response.
+            log.exception("request handler failed on %s %s", event.request.method, event.request.uri_text)
+            self._unanswered(incoming)
+            return
+        if task is None:
+            self._unanswered(incoming)
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda task: self._handler_done(task, incoming))
+
+    def _handler_done(self, task: asyncio.Task[Any], incoming: IncomingRequest) -> None:
+        if task.cancelled():
+            return  # shutting down
+        exc = task.exception()
+        if exc is not None:
+            log.error(
+                "request handler failed on %s %s",
+                incoming.method,
+                incoming.request.uri_text,
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+        self._unanswered(incoming)
+
+    @staticmethod
+    def _unanswered(incoming: IncomingRequest) -> None:
+        """The TU contract: every request gets a final response."""
         if not incoming.answered and not incoming.deferred:
             incoming.respond(500, "Handler Did Not Answer")
+
+    @staticmethod
+    async def _finish(result: Awaitable[None], incoming: IncomingRequest) -> None:
+        """A handler's awaitable that is not a coroutine, as one."""
+        await result
 
     def _deliver_response(self, event: ResponseReceived) -> None:
         tx = event.transaction
@@ -803,6 +832,15 @@ async def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Any:
             yielded = coro.send(None)
         except StopIteration as stop:
             return stop.value
+
+
+async def _coroutine() -> None:
+    pass
+
+
+_probe = _coroutine()
+_COROUTINE = type(_probe)
+_probe.close()
 
 
 def _warning_text(reason: str) -> str:

@@ -323,3 +323,44 @@ async def test_mutual_tls_requires_client_certificate(tls_material) -> None:
             with pytest.raises((TransportError, SipTimeoutError)):
                 await cli.request(options(addr), addr)
     assert len(seen) == 1
+
+
+@pytest.mark.parametrize("kind", ["raises", "async-raises-at-once", "async-raises-later", "async-silent"])
+async def test_a_failing_or_silent_handler_gets_the_request_a_500(
+    client: Endpoint, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The TU contract over the wire: whatever a request handler does — raise at once, raise
+    after waiting, finish its coroutine without answering — the request gets a final
+    response (500). (A plain function may keep the request and answer it later.)"""
+    server = Endpoint(timers=FAST)
+
+    async def wait_then_raise(incoming: IncomingRequest) -> None:
+        await asyncio.sleep(0.01)
+        raise RuntimeError("boom later")
+
+    async def raise_at_once(incoming: IncomingRequest) -> None:
+        raise RuntimeError("boom")
+
+    def raise_sync(incoming: IncomingRequest) -> None:
+        raise RuntimeError("boom")
+
+    async def async_silent(incoming: IncomingRequest) -> None:
+        await asyncio.sleep(0.01)
+
+    handlers = {
+        "raises": raise_sync,
+        "async-raises-at-once": raise_at_once,
+        "async-raises-later": wait_then_raise,
+        "async-silent": async_silent,
+    }
+    server.on_request(handlers[kind])
+    try:
+        addr = await server.listen("udp:127.0.0.1:0")
+        response = await client.request(options(addr), addr)
+        assert response.status_code == 500
+        if "raises" in kind:
+            assert "request handler failed on OPTIONS" in caplog.text
+        else:
+            assert response.reason == "Handler Did Not Answer"
+    finally:
+        await server.close()
