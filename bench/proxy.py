@@ -15,8 +15,9 @@ started here in a session of its own and stopped by that session's process group
   maxfwd: ``record_route()``, ``t_relay()`` to ``$du`` = the UAS) and ``-n 1`` or ``-n 2`` UDP
   workers; all its processes (main, timers, workers) are measured.
 
-1. CPU per call: ``--cpu-rate`` calls/s (200) for ``--cpu-seconds`` (10 s), after a warm-up at
-   that rate until the system's steady state: sipstack keeps a finished transaction 32 s
+1. CPU per call: ``--cpu-rate`` calls/s (200), then ``--cpu-rate-high`` calls/s (1000, the rate
+   of the anchor harness's figures), each for ``--cpu-seconds`` (10 s) after a warm-up at that
+   rate until the system's steady state: sipstack keeps a finished transaction 32 s
    (RFC 6026 Timers L and M, RFC 3261 Timer J: 64*T1), so its warm-up is 34 s; Kamailio's tm
    keeps one 5 s (its wait timer), 7 s. CPU = utime + stime (/proc/PID/stat) of every process
    of the system's session over the run, divided by the successful calls.
@@ -42,7 +43,7 @@ user agent ignores it, instead of failing the call; the report counts these mess
 Prints tables and the ratios sipstack / Kamailio for 1 and 2 workers (CPU per call, highest
 rate), the unexpected messages and the systems' log lines. Usage: ``python bench/proxy.py
 [--quick] [--keep]`` (--quick: about 75 s, 2 s steps, no warm-up, no bisection, no steady run;
-full: about 6 minutes). Timings never make it exit non-zero; it exits 1 only when SIPp or a
+full: about 9 minutes). Timings never make it exit non-zero; it exits 1 only when SIPp or a
 system under test could not be started (or restarted).
 """
 
@@ -604,6 +605,7 @@ def run_load(
 @dataclass
 class Settings:
     cpu_rate: int
+    cpu_rate_high: int | None  # a second CPU measurement at the anchor's rate (1000), or None
     cpu_seconds: float
     warmup_seconds: float | None  # None: until the system's steady state (state_seconds + 2 s)
     step_seconds: float
@@ -623,6 +625,7 @@ class Result:
     system: System
     warmup: Run | None = None
     cpu: Run | None = None
+    cpu_high: Run | None = None  # the CPU measurement at --cpu-rate-high
     steps: list[Run] = field(default_factory=list)
     steady: Run | None = None
     sipp_saturated: Run | None = None  # the step after which the ramp stopped for SIPp's sake
@@ -632,8 +635,7 @@ class Result:
     def runs(self) -> list[Run]:
         """The runs that tell whether a rate is held: the CPU run, the steps, the steady run."""
         runs = [s for s in self.steps if not s.error]
-        if self.cpu is not None and not self.cpu.error:
-            runs.append(self.cpu)
+        runs += [c for c in (self.cpu, self.cpu_high) if c is not None and not c.error]
         return runs
 
     def bounds(self, strict: bool = False) -> tuple[int, int | None]:
@@ -736,6 +738,10 @@ class Bench:
         if warmup > 0:
             result.warmup = self.load(settings.cpu_rate, warmup, "warmup")
         result.cpu = self.load(settings.cpu_rate, settings.cpu_seconds, "cpu")
+        if settings.cpu_rate_high:
+            if warmup > 0:  # the steady state at that rate too
+                self.load(settings.cpu_rate_high, warmup, "warmup")
+            result.cpu_high = self.load(settings.cpu_rate_high, settings.cpu_seconds, "cpu")
         self.ramp()
         best = result.best()
         if settings.confirm and system.state_seconds > 2 * settings.step_seconds and best:
@@ -815,6 +821,16 @@ def max_rate_text(result: Result | None, strict: bool = False) -> str:
     return f"{best} ({where})" if best else f"< {miss.rate} ({where})"
 
 
+def _cpu_row(r: Result, c: Run) -> None:
+    times = " / ".join(fmt(c.percentile(q), ".0f") for q in (0.5, 0.99, 1.0))
+    say(
+        f"| {r.system.label} | {c.rate} | {r.system.processes} | {c.ok}/{c.count} | {c.not_ok} | "
+        f"{c.retrans_uac} + {c.retrans_uas} | {late_text(c)} | {fmt(c.setup_mean)} / {times} | "
+        f"{c.sut_cpu:.2f} | {fmt(c.cpu_ms_per_call, '.3f')} | {split(c)} % | "
+        f"{100 * c.machine_busy:.0f} % |"
+    )
+
+
 def report(results: list[Result], settings: Settings, quick: bool, ports: tuple[int, int, int]) -> None:
     say("\n" + "=" * 100)
     say(
@@ -829,34 +845,32 @@ def report(results: list[Result], settings: Settings, quick: bool, ports: tuple[
         warm = f", after a warm-up at that rate of {settings.warmup_seconds:g} s (not the steady state)"
     else:
         warm = " with no warm-up (not the steady state: sipstack keeps its transactions 32 s)"
+    high = f" and at {settings.cpu_rate_high} calls/s" if settings.cpu_rate_high else ""
     say(
-        f"\nCPU per call at {settings.cpu_rate} calls/s for {settings.cpu_seconds:g} s "
+        f"\nCPU per call at {settings.cpu_rate} calls/s{high} for {settings.cpu_seconds:g} s "
         f"({round(settings.cpu_rate * settings.cpu_seconds)} calls){warm}; "
         "late = calls whose INVITE got no 100 / whose 200 got no ACK / whose BYE got no 200 within 500 ms; "
         "busiest processes = CPU shares of the proxy's three busiest processes (100 % = one core):"
     )
     say(
-        "| system | processes | ok | failed | retrans UAC + UAS | late INVITE / 200 / BYE | "
+        "| system | rate/s | processes | ok | failed | retrans UAC + UAS | late INVITE / 200 / BYE | "
         "set-up ms: mean / p50 / p99 / max | CPU s | CPU ms per call | busiest processes | machine |"
     )
-    say("|---|---|---|---|---|---|---|---|---|---|---|")
+    say("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        c = r.cpu
-        if c is None:
+        if r.cpu is None:
             say(f"| {r.system.label} | could not start: {r.system.error} |")
             continue
-        if c.error:
-            say(f"| {r.system.label} | error: {c.error} |")
-            continue
-        times = " / ".join(fmt(c.percentile(q), ".0f") for q in (0.5, 0.99, 1.0))
-        say(
-            f"| {r.system.label} | {r.system.processes} | {c.ok}/{c.count} | {c.not_ok} | "
-            f"{c.retrans_uac} + {c.retrans_uas} | {late_text(c)} | {fmt(c.setup_mean)} / {times} | "
-            f"{c.sut_cpu:.2f} | {fmt(c.cpu_ms_per_call, '.3f')} | {split(c)} % | "
-            f"{100 * c.machine_busy:.0f} % |"
-        )
+        for c in (r.cpu, r.cpu_high):
+            if c is None:
+                continue
+            if c.error:
+                say(f"| {r.system.label} | {c.rate} | error: {c.error} |")
+                continue
+            _cpu_row(r, c)
 
     ramped = [r for r in results if r.steps]
+
     if ramped:
         say(
             f"\nHighest rate: steps of {settings.step_seconds:g} s, the CPU run"
@@ -876,7 +890,7 @@ def report(results: list[Result], settings: Settings, quick: bool, ports: tuple[
         )
         say("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in ramped:
-            runs = [*r.steps, *([r.cpu] if r.cpu else [])]
+            runs = [*r.steps, *(c for c in (r.cpu, r.cpu_high) if c)]
             for s in sorted(runs, key=lambda s: (s.rate, s.seconds)):
                 if s.error:
                     say(f"| {r.system.label} | {s.rate} | {s.tag} | error: {s.error} |")
@@ -894,8 +908,9 @@ def report(results: list[Result], settings: Settings, quick: bool, ports: tuple[
 
     by_name = {r.system.name: r for r in results}
 
-    def cpu_of(r: Result | None) -> float | None:
-        return r.cpu.cpu_ms_per_call if r and r.cpu and not r.cpu.error and r.cpu.ok else None
+    def cpu_of(r: Result | None, high: bool = False) -> float | None:
+        c = (r.cpu_high if high else r.cpu) if r else None
+        return c.cpu_ms_per_call if c and not c.error and c.ok else None
 
     def rate_of(r: Result | None, strict: bool = False) -> float | None:
         best = r.best(strict) if r else None
@@ -913,6 +928,15 @@ def report(results: list[Result], settings: Settings, quick: bool, ports: tuple[
         say(
             f"| CPU ms per call at {settings.cpu_rate}/s | {workers} | {fmt(cpu_of(ours), '.3f')} | "
             f"{fmt(cpu_of(ref), '.3f')} | {ratio(cpu_of(ours), cpu_of(ref))} |"
+        )
+    for workers in (1, 2):
+        if not settings.cpu_rate_high:
+            break
+        ours, ref = by_name.get(f"sipstack-{workers}"), by_name.get(f"kamailio-{workers}")
+        a, b = cpu_of(ours, True), cpu_of(ref, True)
+        say(
+            f"| CPU ms per call at {settings.cpu_rate_high}/s | {workers} | {fmt(a, '.3f')} | "
+            f"{fmt(b, '.3f')} | {ratio(a, b)} |"
         )
     for workers in (1, 2):
         ours, ref = by_name.get(f"sipstack-{workers}"), by_name.get(f"kamailio-{workers}")
@@ -979,8 +1003,13 @@ def report(results: list[Result], settings: Settings, quick: bool, ports: tuple[
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    ap.add_argument("--quick", action="store_true", help="under 90 s instead of about 6 minutes")
+    ap.add_argument("--quick", action="store_true", help="under 90 s instead of about 9 minutes")
     ap.add_argument("--cpu-rate", type=int, default=200, help="calls/s of the CPU measurement (200)")
+    ap.add_argument(
+        "--cpu-rate-high",
+        type=int,
+        help="calls/s of a second CPU measurement, 0 for none (1000, the anchor harness's rate; quick 0)",
+    )
     ap.add_argument("--cpu-seconds", type=float, help="length of the CPU measurement (10; quick 4)")
     ap.add_argument("--warmup-seconds", type=float, help="warm-up before it (steady state; quick 0)")
     ap.add_argument("--step-seconds", type=float, help="length of each rate step (3; quick 2)")
@@ -995,6 +1024,7 @@ def main(argv: list[str] | None = None) -> int:
     quick = args.quick
     settings = Settings(
         cpu_rate=args.cpu_rate,
+        cpu_rate_high=args.cpu_rate_high if args.cpu_rate_high is not None else (None if quick else 1000),
         cpu_seconds=args.cpu_seconds or (4.0 if quick else 10.0),
         warmup_seconds=args.warmup_seconds if args.warmup_seconds is not None else (0.0 if quick else None),
         step_seconds=args.step_seconds or (2.0 if quick else 3.0),
