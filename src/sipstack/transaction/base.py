@@ -95,7 +95,7 @@ class Transaction:
         self.layer._events.append(SendMessage(data, self.address, self))
 
     def _start(self, name: str, delay: float, now: float) -> None:
-        self.layer.deadlines.set(now + delay, self, name)
+        self.layer.deadlines.set_after(now, delay, self, name)
 
     def _stop(self, *names: str) -> None:
         self.layer.deadlines.cancel_all(self, names)
@@ -129,7 +129,7 @@ def response_address(request: Request, source: Address) -> Address:
     (``source.connection``); host and port are where to connect should it be gone: the
     ``received`` address and the sent-by port.
     """
-    via = request.via[0]
+    via = request.top_via
     port = via.port or DEFAULT_PORTS.get(via.transport, 5060)
     if source.reliable:
         return Address(source.transport, source.host, port, source.connection)

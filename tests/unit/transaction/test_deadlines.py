@@ -164,3 +164,79 @@ def test_time_is_any_number_from_any_origin(d):
     d.set(1_000_000.25, a, "Y")
     assert d.pop_due(-5.0) == [(a, "X")]
     assert d.next() == 1_000_000.25
+
+
+# -- set_after: first-in-first-out lanes per delay, merged with the heap -----------------------
+
+
+def test_set_after_is_set_at_now_plus_delay(d):
+    a, b, c = Owner("a"), Owner("b"), Owner("c")
+    d.set_after(10.0, 32.0, a, "L")  # due 42
+    d.set_after(11.0, 0.5, b, "A")  # due 11.5
+    d.set(20.0, c, "X")  # the heap
+    assert d.next() == 11.5
+    assert d.pop_due(30.0) == [(b, "A"), (c, "X")]
+    assert d.next() == 42.0
+    assert d.pop_due(42.0) == [(a, "L")]
+    assert d.next() is None and len(d) == 0
+
+
+def test_due_timers_from_lanes_and_heap_come_earliest_first_then_in_order_set(d):
+    owners = [Owner(str(i)) for i in range(6)]
+    d.set_after(0.0, 5.0, owners[0], "K")  # 5.0, lane 5
+    d.set_after(1.0, 4.0, owners[1], "T")  # 5.0, lane 4, set later
+    d.set(4.0, owners[2], "H")  # 4.0, heap
+    d.set_after(2.0, 1.0, owners[3], "A")  # 3.0, lane 1
+    d.set_after(3.5, 1.0, owners[4], "A")  # 4.5, lane 1
+    d.set(5.0, owners[5], "H")  # 5.0, heap, set last
+    assert d.pop_due(10.0) == [
+        (owners[3], "A"),
+        (owners[2], "H"),
+        (owners[4], "A"),
+        (owners[0], "K"),
+        (owners[1], "T"),
+        (owners[5], "H"),
+    ]
+
+
+def test_cancelled_and_rearmed_lane_timers_fire_once_at_their_last_time(d):
+    a, b = Owner("a"), Owner("b")
+    d.set_after(0.0, 0.5, a, "E")
+    d.set_after(0.0, 32.0, a, "F")
+    d.cancel(a, "E")
+    d.set_after(0.1, 0.5, b, "E")
+    assert d.next() == 0.6  # a's cancelled E (0.5) is skipped
+    d.set_after(0.2, 0.5, b, "E")  # re-armed: 0.7, the 0.6 entry is stale
+    assert d.pop_due(0.65) == []
+    assert d.pop_due(0.7) == [(b, "E")]
+    d.cancel_all(a, ("E", "F"))
+    assert d.pop_due(100.0) == [] and d.next() is None and len(d) == 0
+
+
+def test_a_clock_that_steps_back_still_orders_a_lane_exactly(d):
+    a, b = Owner("a"), Owner("b")
+    d.set_after(10.0, 1.0, a, "X")  # 11.0
+    d.set_after(9.0, 1.0, b, "X")  # 10.0: earlier than the lane's last, so it goes to the heap
+    assert d.next() == 10.0
+    assert d.pop_due(10.5) == [(b, "X")]
+    assert d.pop_due(11.0) == [(a, "X")]
+
+
+def test_delays_beyond_the_lane_limit_share_the_heap(d):
+    from sipstack.deadlines import MAX_LANES
+
+    owners = [Owner(str(i)) for i in range(MAX_LANES + 10)]
+    for i, owner in enumerate(owners):
+        d.set_after(0.0, 1.0 + i, owner, "T")
+    assert len(d._lanes) == MAX_LANES
+    assert d.next() == 1.0
+    assert d.pop_due(1000.0) == [(owner, "T") for owner in owners]
+    assert d.next() is None
+
+
+def test_new_min_sees_lane_timers(d):
+    a = Owner("a")
+    d.take_new_min()
+    d.set_after(5.0, 32.0, a, "L")
+    assert d.take_new_min() == 37.0
+    assert d.take_new_min() == float("inf")
