@@ -65,7 +65,7 @@ _MANDATORY = ("via", "from", "to", "call-id", "cseq")
 _MANDATORY_SET = frozenset(_MANDATORY)
 # List headers checked by every parse (with Call-ID, CSeq, From, To, Max-Forwards and
 # Content-Length): what the transaction layer and a proxy rely on.
-_CORE_LISTS = ("via", "route")
+_TOP_VIA = "via:top"  # the cache key of the first Via parsed alone (Message.top_via)
 
 # Typed accessor definitions: canonical name -> (parser of one line's value, is a list).
 _TYPED: dict[str, tuple[Any, bool]] = {
@@ -192,6 +192,8 @@ class Message:
     def _changed(self, key: str, reindex: bool = True) -> None:
         self._raw = None
         self._typed.pop(key, None)
+        if key == "via":
+            self._typed.pop(_TOP_VIA, None)
         if reindex:
             self._first = self._last = None
 
@@ -366,6 +368,38 @@ class Message:
     def via(self) -> list[Via]:
         value = self._typed.get("via", _MISSING)
         return self._typed_value("via") if value is _MISSING or type(value) is ParseError else value
+
+    @property
+    def top_via(self) -> Via:
+        """The first Via, parsed from the first Via line alone: what matching and routing a
+        message needs (RFC 3261 §17.1.3, §17.2.3, §18.2.2), without the Vias below it — a
+        proxy's responses carry at least two. ParseError when it is malformed or missing."""
+        typed = self._typed
+        top = typed.get(_TOP_VIA)
+        if top is not None:
+            return top
+        vias = typed.get("via")
+        if type(vias) is list and vias:
+            return vias[0]
+        i = self._index().get("via")
+        if i is None:
+            raise ParseError("missing Via header")
+        top = typed[_TOP_VIA] = parse_vias(_line_value(self._lines[i]))[0]
+        return top
+
+    def set_top_via(self, value: str, via: Via) -> None:
+        """Replace the first Via value by ``value``, which ``via`` is the parsed form of (a
+        transport stamping received/rport, RFC 3261 §18.2.1, RFC 3581 §4): nothing to parse again."""
+        self.set_first_value("via", value)
+        self._typed[_TOP_VIA] = via
+
+    def has_second_via(self) -> bool:
+        """Whether there is a Via below the first (a response a proxy forwards upstream, §16.7
+        step 3), without parsing the ones below."""
+        positions = self._positions("via")
+        if len(positions) > 1:
+            return True
+        return bool(positions) and "," in self._lines[positions[0]] and len(self.via) > 1
 
     @property
     def from_(self) -> NameAddr:
@@ -767,11 +801,16 @@ def _parse(data: bytes, strict: bool) -> Request | Response:
     if i is not None:
         line = lines[i]
         typed["content-length"] = length = parse_content_length(_line_value(line))
-    for key in _CORE_LISTS:
-        if key in first:
-            value = msg._compute(key)
-            if type(value) is ParseError:
-                raise value
+    if strict:
+        value = msg._compute("via")
+        if type(value) is ParseError:
+            raise value
+    else:  # the first Via line only: what matching and routing read (§16.3 step 1)
+        typed[_TOP_VIA] = parse_vias(_line_value(lines[first["via"]]))[0]
+    if "route" in first:
+        value = msg._compute("route")
+        if type(value) is ParseError:
+            raise value
     if strict:
         msg.parse_all()
     if msg.is_request and cseq.method != msg.method:  # type: ignore[union-attr]

@@ -274,7 +274,7 @@ class ResponseContext:
 
     def _forward_upstream(self, response: Response, *, extra_challenges: bool = False) -> None:
         """§16.7 step 9: the response without our Via, through the server transaction."""
-        if len(response.via) < 2:
+        if not response.has_second_via():
             # §16.7 step 3: no Via left: the response was meant for us, not forwarded. A final
             # one still ends the caller's transaction, with our own response of that status.
             log.warning("%d without a Via for the caller: answering it ourselves", response.status_code)

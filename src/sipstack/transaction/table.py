@@ -26,7 +26,7 @@ from .timers import DEFAULT_TIMERS, TimerConfig
 
 def server_key(request: Request) -> tuple:
     """The key of the server transaction ``request`` belongs to (ACK keyed as its INVITE)."""
-    via = request.via[0]
+    via = request.top_via
     method = "INVITE" if request.method == "ACK" else request.method
     branch = via.branch
     # RFC 4475 §3.2.1: a branch that is the cookie alone identifies nothing; RFC 2543 rules.
@@ -48,7 +48,7 @@ def server_key(request: Request) -> tuple:
 
 def client_key(message: Message) -> tuple[str, str]:
     """The key of the client transaction a request creates or a response matches."""
-    return (message.via[0].branch or "", message.cseq.method)
+    return (message.top_via.branch or "", message.cseq.method)
 
 
 class TransactionLayer:

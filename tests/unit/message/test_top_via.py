@@ -1,0 +1,99 @@
+"""``Message.top_via``: the first Via parsed alone — what a proxy reads of a response with
+two or more Vias — kept coherent with the full list and with edits; ``stamp_via`` leaves the
+stamped Via parsed."""
+
+from __future__ import annotations
+
+import pytest
+
+from sipstack.errors import ParseError
+from sipstack.message import parse
+from sipstack.net import Address
+from sipstack.transport.via import stamp_via
+
+RESPONSE = (
+    b"SIP/2.0 180 Ringing\r\n"
+    b"Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKproxy.1;rport=5060\r\n"
+    b"Via: SIP/2.0/UDP 10.0.0.2:5070;branch=z9hG4bKcaller;received=192.0.2.7\r\n"
+    b"From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>;tag=2\r\n"
+    b"Call-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+def request(via: str) -> bytes:
+    return (
+        f"OPTIONS sip:b@example.com SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\n"
+        "From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\n"
+        "Call-ID: c2\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def test_a_proxy_reads_the_top_via_without_parsing_the_others() -> None:
+    message = parse(RESPONSE, strict=False)
+    assert "via" not in message._typed  # only the first line was parsed
+    top = message.top_via
+    assert (top.host, top.port, top.branch) == ("10.0.0.1", 5060, "z9hG4bKproxy.1")
+    assert message.has_second_via()
+    assert "via" not in message._typed
+    # The full list on demand, equal in content.
+    assert [v.branch for v in message.via] == ["z9hG4bKproxy.1", "z9hG4bKcaller"]
+    assert str(message.via[0]) == str(top)
+
+
+def test_a_malformed_lower_via_does_not_stop_a_proxy_but_a_malformed_top_one_does() -> None:
+    lower_bad = RESPONSE.replace(b"SIP/2.0/UDP 10.0.0.2:5070", b"SIP/2.0/UDP 10.0.0.2:99999")
+    message = parse(lower_bad, strict=False)
+    assert message.top_via.branch == "z9hG4bKproxy.1"  # RFC 3261 §16.3: only what it needs
+    with pytest.raises(ParseError):
+        message.via  # noqa: B018
+    with pytest.raises(ParseError):
+        parse(lower_bad, strict=True)  # a UA checks everything
+    with pytest.raises(ParseError):
+        parse(RESPONSE.replace(b"10.0.0.1:5060", b"10.0.0.1:99999"), strict=False)
+
+
+def test_one_via_line_with_two_values_counts_as_two() -> None:
+    joined = RESPONSE.replace(b";rport=5060\r\nVia: ", b";rport=5060, ")
+    message = parse(joined, strict=False)
+    assert message.has_second_via()
+    assert message.top_via.branch == "z9hG4bKproxy.1"
+    alone = parse(request("SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKone"), strict=False)
+    assert not alone.has_second_via()
+
+
+def test_edits_to_the_via_lines_drop_the_top_via_read_before() -> None:
+    message = parse(RESPONSE, strict=False)
+    assert message.top_via.branch == "z9hG4bKproxy.1"
+    message.pop_value("via")
+    assert message.top_via.branch == "z9hG4bKcaller"
+    assert not message.has_second_via()
+    message.prepend_header("Via", "SIP/2.0/TCP 10.0.0.3;branch=z9hG4bKnew")
+    assert message.top_via.branch == "z9hG4bKnew"
+    copy = message.copy()
+    copy.pop_value("via")
+    assert copy.top_via.branch == "z9hG4bKcaller" and message.top_via.branch == "z9hG4bKnew"
+
+
+@pytest.mark.parametrize(
+    "via",
+    [
+        "SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKa;rport",
+        "SIP/2.0/UDP 10.0.0.9;rport;branch=z9hG4bKa;received=1.2.3.4",
+        "SIP/2.0/UDP host.example.com:5070;branch=z9hG4bKa",
+        "SIP/2.0/UDP [2001:db8::9]:5060;RPORT;branch=z9hG4bKa",
+        "SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKa;rport, SIP/2.0/UDP 10.0.0.8;branch=z9hG4bKb",
+    ],
+)
+def test_stamp_via_leaves_the_via_that_parsing_its_new_text_gives(via: str) -> None:
+    message = parse(request(via), strict=False)
+    stamp_via(message, Address("UDP", "198.51.100.4", 40000))
+    stamped = message.top_via
+    reparsed = parse(bytes(message), strict=False).top_via
+    assert str(stamped) == str(reparsed)
+    assert stamped.params == reparsed.params
+    assert (stamped.transport, stamped.host) == (reparsed.transport, reparsed.host)
+    assert stamped.port == reparsed.port
+    assert stamped.received == "198.51.100.4"
+    if "rport" in via.lower():
+        assert stamped.rport == 40000
+    assert message.via[0].params == stamped.params  # the full list agrees
