@@ -669,6 +669,11 @@ class Endpoint:
         self._process()
         return tx
 
+    def redirect_responses(self, tx: ClientTransaction, on_final: ResponseCallback | None) -> None:
+        """From now on, give ``tx``'s final responses (2xx retransmissions, RFC 6026) to
+        ``on_final`` alone, and nothing else of what it was started with."""
+        tx.user_data = _Waiter(None, None, on_final) if on_final is not None else None
+
     def abandon(self, tx: ClientTransaction) -> None:
         """End a client transaction the TU gave up on (a branch cancelled long ago, §9.1)."""
         tx.user_data = None

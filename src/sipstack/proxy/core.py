@@ -20,7 +20,7 @@ from ..endpoint import Endpoint, IncomingRequest
 from ..errors import ParseError, SipTimeoutError, TransportError
 from ..message import Request, Response, SipURI, parse_uri
 from ..net import Address
-from ..transaction import MAGIC_COOKIE, ClientTransaction, make_cancel, random_hex
+from ..transaction import MAGIC_COOKIE, ClientTransaction, ServerTransaction, make_cancel, random_hex
 from ..transport.resolver import is_ip_literal
 from .routing import add_record_route, loop_hash, proxy_branch
 
@@ -236,14 +236,19 @@ class ResponseContext:
                     branch.final.release_parsed()
             # Kept for 2xx retransmissions (RFC 6026), not read: the GC need not scan its parts.
             self.request.release_parsed()
-            if not self.is_invite:
-                # A non-INVITE needs nothing more of its context: its transactions answer
-                # retransmissions themselves. Let go now rather than after Timer J/K.
-                if self.incoming.transaction is not None:
-                    self.incoming.transaction.user_data = None
-                for branch in self.branches:
-                    if branch.tx is not None:
-                        branch.tx.user_data = None
+            # Nothing more needs the context: a non-INVITE's transactions answer
+            # retransmissions themselves, and an INVITE's branches have only 2xx
+            # retransmissions to relay upstream (RFC 6026 §7.1, while Timer M runs) — through
+            # the server transaction, which passes them on while Timer L runs. Let go now, not
+            # after Timers J/K/L/M: the context, its branches, requests, responses and
+            # callbacks (twenty-odd objects the garbage collector would scan) go at once.
+            server_tx = self.incoming.transaction
+            if server_tx is not None:
+                server_tx.user_data = None
+            relay = _Relay2xx(self.proxy.endpoint, server_tx) if self.is_invite and server_tx else None
+            for branch in self.branches:
+                if branch.tx is not None:
+                    self.proxy.endpoint.redirect_responses(branch.tx, relay)
 
     def _maybe_finish(self) -> None:
         if self.answered or not all(b.final is not None for b in self.branches):
@@ -335,6 +340,25 @@ class ResponseContext:
         if branch.tx is not None:
             self.proxy.endpoint.abandon(branch.tx)
         self._on_final(branch, Response(408, headers=()), synthetic=True)
+
+
+class _Relay2xx:
+    """What an answered INVITE keeps for its branches' 2xx retransmissions: the endpoint and
+    the server transaction they go upstream through (§16.7 step 9 without the context)."""
+
+    __slots__ = ("endpoint", "server_tx")
+
+    def __init__(self, endpoint: Endpoint, server_tx: ServerTransaction) -> None:
+        self.endpoint = endpoint
+        self.server_tx = server_tx
+
+    def __call__(self, response: Response) -> None:
+        if not 200 <= response.status_code < 300 or not response.has_second_via():
+            return
+        upstream = response.copy()
+        assert isinstance(upstream, Response)
+        upstream.pop_value("via")
+        self.endpoint._respond(self.server_tx, upstream)
 
 
 def _retry_after(response: Response) -> list[tuple[str, str]]:
