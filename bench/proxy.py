@@ -13,7 +13,10 @@ started here in a session of its own and stopped by that session's process group
   domain it does not serve); the supervisor and the workers are measured;
 - ``kamailio-1``, ``kamailio-2``: Kamailio with ``bench/kamailio_proxy.cfg`` (tm + rr + sl +
   maxfwd: ``record_route()``, ``t_relay()`` to ``$du`` = the UAS) and ``-n 1`` or ``-n 2`` UDP
-  workers; all its processes (main, timers, workers) are measured.
+  workers; all its processes (main, timers, workers) are measured;
+- ``floor``, at the CPU rates only: ``bench/floor_relay.py``, a stateless relay on uvloop that
+  only splices bytes (no parsing, no transactions) -- what the event loop and the socket calls
+  alone cost per call in Python, the floor under any Python proxy.
 
 1. CPU per call: ``--cpu-rate`` calls/s (200), then ``--cpu-rate-high`` calls/s (1000, the rate
    of the anchor harness's figures), each for ``--cpu-seconds`` (10 s) after a warm-up at that
@@ -245,6 +248,7 @@ class System:
     proc: subprocess.Popen[bytes] | None = None
     error: str | None = None
     processes: int = 0
+    cpu_only: bool = False  # measured at the CPU rates only (the floor relay: no ramp)
 
     def ticks(self) -> dict[int, int]:
         assert self.proc is not None
@@ -355,6 +359,18 @@ def make_systems(workdir: Path, ports: tuple[int, int, int]) -> list[System]:
                 tail = (check.stdout + check.stderr).strip().splitlines()[-4:]
                 system.error = f"kamailio -c rejected {KAMAILIO_CFG.name}: {' | '.join(tail)}"
         systems.append(system)
+    # The Python floor: our bytes-only relay (bench/floor_relay.py), for scale.
+    systems.append(
+        System(
+            "floor",
+            "floor: bytes-only Python relay (uvloop)",
+            [python or sys.executable, str(BENCH / "floor_relay.py"), str(sut), str(uas)],
+            workdir / "floor.log",
+            1,
+            0.0,
+            cpu_only=True,
+        )
+    )
     return systems
 
 
@@ -742,6 +758,8 @@ class Bench:
             if warmup > 0:  # the steady state at that rate too
                 self.load(settings.cpu_rate_high, warmup, "warmup")
             result.cpu_high = self.load(settings.cpu_rate_high, settings.cpu_seconds, "cpu")
+        if system.cpu_only:
+            return result
         self.ramp()
         best = result.best()
         if settings.confirm and system.state_seconds > 2 * settings.step_seconds and best:
@@ -938,6 +956,16 @@ def report(results: list[Result], settings: Settings, quick: bool, ports: tuple[
             f"| CPU ms per call at {settings.cpu_rate_high}/s | {workers} | {fmt(a, '.3f')} | "
             f"{fmt(b, '.3f')} | {ratio(a, b)} |"
         )
+    floor = by_name.get("floor")
+    for high in (False, True):
+        if floor is None or (high and not settings.cpu_rate_high):
+            continue
+        rate = settings.cpu_rate_high if high else settings.cpu_rate
+        a, b = cpu_of(floor, high), cpu_of(by_name.get("kamailio-1"), high)
+        say(
+            f"| CPU ms per call at {rate}/s: the floor, a bytes-only Python relay (not a proxy) | 1 | "
+            f"{fmt(a, '.3f')} | {fmt(b, '.3f')} | {ratio(a, b)} |"
+        )
     for workers in (1, 2):
         ours, ref = by_name.get(f"sipstack-{workers}"), by_name.get(f"kamailio-{workers}")
         say(
@@ -1018,7 +1046,7 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(map(str, PORTS)),
         help="proxy,UAS,UAC UDP ports on 127.0.0.1 (15060,15070,15080; free ones if these are taken)",
     )
-    ap.add_argument("--only", help="systems to run, e.g. sipstack-1,kamailio-1 (default: all four)")
+    ap.add_argument("--only", help="systems to run, e.g. sipstack-1,kamailio-1,floor (default: all five)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, SIPp statistics)")
     args = ap.parse_args(argv)
     quick = args.quick
