@@ -123,7 +123,7 @@ class IncomingRequest:
             response = make_response(self.request, status, reason, to_tag=to_tag, headers=headers, body=body)
             if self.endpoint.user_agent and not response.has_header("server"):
                 response.add_header("Server", self.endpoint.user_agent)
-        self.endpoint._respond(self.transaction, response)
+        self.endpoint.send_response(self.transaction, response)
         return response
 
 
@@ -539,7 +539,9 @@ class Endpoint:
         if waiter.future is not None and not waiter.future.done():
             waiter.future.set_exception(error)
 
-    def _respond(self, transaction: ServerTransaction, response: Response) -> None:
+    def send_response(self, transaction: ServerTransaction, response: Response) -> None:
+        """Send ``response`` through the server transaction ``transaction`` (what
+        :meth:`IncomingRequest.respond` does once it has built the response)."""
         self.layer.respond(transaction, response, self._loop.time())
         self._process()
 

@@ -234,7 +234,8 @@ class ResponseContext:
                 branch.request = None
                 if branch.final is not None:
                     branch.final.release_parsed()
-            # Kept for 2xx retransmissions (RFC 6026), not read: the GC need not scan its parts.
+            # Should anything still hold the context (a cancelled branch's give-up timer),
+            # its request keeps no parsed parts for the garbage collector to scan.
             self.request.release_parsed()
             # Nothing more needs the context: a non-INVITE's transactions answer
             # retransmissions themselves, and an INVITE's branches have only 2xx
@@ -358,7 +359,7 @@ class _Relay2xx:
         upstream = response.copy()
         assert isinstance(upstream, Response)
         upstream.pop_value("via")
-        self.endpoint._respond(self.server_tx, upstream)
+        self.endpoint.send_response(self.server_tx, upstream)
 
 
 def _retry_after(response: Response) -> list[tuple[str, str]]:
