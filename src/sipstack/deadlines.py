@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections import deque
 from collections.abc import Hashable
 from typing import Any
@@ -36,7 +37,7 @@ class Deadlines:
 
     def __init__(self) -> None:
         self._heap: list[_Entry] = []
-        self._lanes: dict[float, deque[_Entry]] = {}
+        self._lanes: dict[tuple[float, float], deque[_Entry]] = {}
         self._live: dict[tuple[int, Hashable], int] = {}
         self._counter = itertools.count()
         self.new_min = _NEVER
@@ -53,15 +54,19 @@ class Deadlines:
         if when < self.new_min:
             self.new_min = when
 
-    def set_after(self, now: float, delay: float, owner: Any, name: Hashable) -> None:
+    def set_after(self, now: float, delay: float, owner: Any, name: Hashable, grid: float = 0.0) -> None:
         """Arm (or re-arm) timer ``name`` of ``owner`` to fire ``delay`` seconds after
-        ``now`` (the same as ``set(now + delay, …)``; cheaper for a delay used over and over)."""
+        ``now`` (the same as ``set(now + delay, …)``; cheaper for a delay used over and over).
+        ``grid``: fire at the next multiple of ``grid`` seconds instead (never earlier), so
+        that timers whose exact moment does not matter share one wake-up."""
         when = now + delay
+        if grid:
+            when = math.ceil(when / grid) * grid
         seq = next(self._counter)
         self._live[(id(owner), name)] = seq
-        lane = self._lanes.get(delay)
+        lane = self._lanes.get((delay, grid))
         if lane is None and len(self._lanes) < MAX_LANES:
-            lane = self._lanes[delay] = deque()
+            lane = self._lanes[(delay, grid)] = deque()
         if lane is not None and (not lane or lane[-1][0] <= when):
             lane.append((when, seq, owner, name))
         else:

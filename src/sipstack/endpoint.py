@@ -64,6 +64,11 @@ _PADDING = frozenset((b"", b"\r", b"\n", b"\x00", b" ", b"\t"))
 TIMER_GRID = 0.002
 """Seconds: transaction timers fire at most this late, batched on this grid."""
 
+WAIT_GRID = 0.1
+"""Seconds: the timers that only end a transaction (D, I, J, K, L, M) fire on this coarser
+grid (at most a sixteenth of their value late): at 200 calls/s a call's four such timers no
+longer cost a wake-up each, but share one with twenty calls'."""
+
 Handler = Callable[["IncomingRequest"], Awaitable[None] | None]
 ResponseCallback = Callable[[Response], None]
 
@@ -165,7 +170,7 @@ class Endpoint:
         alias_tcp: bool = False,
         via_alias: bool = False,
     ) -> None:
-        self.layer = TransactionLayer(timers, invite_trying_delay=invite_trying_delay)
+        self.layer = TransactionLayer(timers, invite_trying_delay=invite_trying_delay, wait_grid=WAIT_GRID)
         self.resolver = resolver or Resolver()
         self.strict = strict
         """Parse incoming messages strictly (a UA) or only what a proxy needs (§16.3)."""

@@ -97,6 +97,17 @@ class Transaction:
     def _start(self, name: str, delay: float, now: float) -> None:
         self.layer.deadlines.set_after(now, delay, self, name)
 
+    def _start_wait(self, name: str, delay: float, now: float) -> None:
+        """A timer that only ends the transaction (D, I, J, K, L, M: the time left to absorb
+        retransmissions): it may fire a little late — up to the layer's ``wait_grid``, and
+        never more than a sixteenth of ``delay`` — and then shares a wake-up with others."""
+        grid = self.layer.wait_grid
+        if grid and delay:
+            grid = min(grid, delay / 16)
+            self.layer.deadlines.set_after(now, delay, self, name, grid)
+        else:
+            self.layer.deadlines.set_after(now, delay, self, name)
+
     def _stop(self, *names: str) -> None:
         self.layer.deadlines.cancel_all(self, names)
 

@@ -88,14 +88,14 @@ class ClientInviteTransaction(ClientTransaction):
             elif code < 300:
                 # RFC 6026 §7.2: Accepted; 2xx retransmissions also go to the TU.
                 self.state = State.ACCEPTED
-                self._start("M", self.layer.timers.M, now)
+                self._start_wait("M", self.layer.timers.M, now)
                 self._to_tu(response)
             else:
                 self.state = State.COMPLETED
                 assert self.request is not None
                 self._ack = bytes(make_ack(self.request, response))
                 self._send(self._ack)
-                self._start("D", 0.0 if self.reliable else self.layer.timers.D, now)
+                self._start_wait("D", 0.0 if self.reliable else self.layer.timers.D, now)
                 self._to_tu(response)
         elif state is State.ACCEPTED and 200 <= code < 300:
             self._to_tu(response)
@@ -139,7 +139,7 @@ class ClientNonInviteTransaction(ClientTransaction):
         else:
             self.state = State.COMPLETED
             self._stop("E", "F")
-            self._start("K", 0.0 if self.reliable else self.layer.timers.K, now)
+            self._start_wait("K", 0.0 if self.reliable else self.layer.timers.K, now)
         self._to_tu(response)
 
     def on_timer(self, name: str, now: float) -> None:

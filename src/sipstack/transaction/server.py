@@ -88,7 +88,7 @@ class ServerInviteTransaction(ServerTransaction):
             if state is State.COMPLETED:
                 self.state = State.CONFIRMED
                 self._stop("G", "H")
-                self._start("I", 0.0 if self.reliable else self.layer.timers.I, now)
+                self._start_wait("I", 0.0 if self.reliable else self.layer.timers.I, now)
             elif state is State.ACCEPTED:
                 # RFC 6026 §8.7: an ACK matching the transaction in Accepted goes to the TU.
                 self.layer._events.append(RequestReceived(request, self.layer._source or self.address, self))
@@ -108,7 +108,7 @@ class ServerInviteTransaction(ServerTransaction):
             timers = self.layer.timers
             if code < 300:
                 self.state = State.ACCEPTED  # RFC 6026 §8.5
-                self._start("L", timers.L, now)
+                self._start_wait("L", timers.L, now)
             else:
                 self.state = State.COMPLETED
                 if not self.reliable:
@@ -164,7 +164,7 @@ class ServerNonInviteTransaction(ServerTransaction):
         self._stop("trying")
         self.state = State.COMPLETED
         self._send_response(response)
-        self._start("J", 0.0 if self.reliable else self.layer.timers.J, now)
+        self._start_wait("J", 0.0 if self.reliable else self.layer.timers.J, now)
 
     def on_timer(self, name: str, now: float) -> None:
         if name == "trying" and self.state is State.TRYING:

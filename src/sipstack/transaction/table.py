@@ -55,9 +55,16 @@ class TransactionLayer:
     """All the transactions of one element (RFC 3261 §17)."""
 
     def __init__(
-        self, timers: TimerConfig = DEFAULT_TIMERS, *, invite_trying_delay: float | None = 0.2
+        self,
+        timers: TimerConfig = DEFAULT_TIMERS,
+        *,
+        invite_trying_delay: float | None = 0.2,
+        wait_grid: float = 0.0,
     ) -> None:
         self.timers = timers
+        self.wait_grid = wait_grid
+        """Seconds: Timers D, I, J, K, L and M (which only end a transaction) fire on this
+        grid, at most a sixteenth of their value late; 0 fires them exactly."""
         """Timer values (T1, T2, T4)."""
         self.invite_trying_delay = invite_trying_delay
         """Seconds after which an INVITE server transaction sends 100 Trying if the TU has

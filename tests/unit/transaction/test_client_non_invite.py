@@ -259,3 +259,21 @@ def test_t2_below_2_t1_caps_the_first_reset_of_timer_e():
     start(layer)
     times = sent(advance(layer, 3.0), "OPTIONS")
     assert gaps([0.0, *times])[:4] == approx([0.5, 0.75, 0.75, 0.75])
+
+
+def test_a_wait_grid_delays_timer_k_to_the_grid_never_earlier_and_at_most_a_sixteenth():
+    """A layer with ``wait_grid`` (the endpoint's) fires the wait-only timers on that grid:
+    a transaction completed at 1.03 s ends at 6.1 s (T4 = 5 s, grid 0.1 s), not at 6.03 s and
+    not later than 1.03 + 5 + 5/16; Timers E and F, which act, stay exact."""
+    layer = TransactionLayer(wait_grid=0.1)
+    req, tx, _ = start(layer, now=0.0)
+    assert layer.get_timer() == pytest.approx(0.5)  # Timer E, exact
+    layer.receive_response(response(req, 200), PEER_UDP, 1.03)
+    layer.drain_events()
+    assert tx.state is State.COMPLETED
+    due = layer.get_timer()
+    assert due == pytest.approx(6.1) and 1.03 + 5.0 <= due <= 1.03 + 5.0 + 5.0 / 16
+    layer.handle_timer(6.05)
+    assert tx.state is State.COMPLETED
+    layer.handle_timer(due)
+    assert tx.state is State.TERMINATED

@@ -240,3 +240,16 @@ def test_new_min_sees_lane_timers(d):
     d.set_after(5.0, 32.0, a, "L")
     assert d.take_new_min() == 37.0
     assert d.take_new_min() == float("inf")
+
+
+def test_a_grid_moves_a_timer_to_the_next_multiple_never_earlier(d):
+    owners = [Owner(str(i)) for i in range(4)]
+    d.set_after(10.01, 5.0, owners[0], "K", grid=0.1)  # 15.01 -> 15.1
+    d.set_after(10.05, 5.0, owners[1], "K", grid=0.1)  # 15.05 -> 15.1: the same wake-up
+    d.set_after(10.10, 5.0, owners[2], "K", grid=0.1)  # 15.10 stays
+    d.set_after(10.02, 5.0, owners[3], "K")  # no grid: its own lane, exact
+    assert d.next() == 15.02
+    assert d.pop_due(15.09) == [(owners[3], "K")]
+    due = d.next()
+    assert due == pytest.approx(15.1) and due >= 15.1
+    assert d.pop_due(due) == [(owners[0], "K"), (owners[1], "K"), (owners[2], "K")]
