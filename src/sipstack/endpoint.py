@@ -469,7 +469,7 @@ class Endpoint:
         if type(result) is not _COROUTINE:
             if not inspect.isawaitable(result):
                 return
-            result = self._finish(result, incoming)
+            result = self._as_coroutine(result)
         # The handler's coroutine runs here up to its first real wait (most run to the end).
         try:
             task = start_eagerly(self._loop, result)
@@ -504,7 +504,7 @@ class Endpoint:
             incoming.respond(500, "Handler Did Not Answer")
 
     @staticmethod
-    async def _finish(result: Awaitable[None], incoming: IncomingRequest) -> None:
+    async def _as_coroutine(result: Awaitable[None]) -> None:
         """A handler's awaitable that is not a coroutine, as one."""
         await result
 

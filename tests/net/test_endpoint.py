@@ -325,7 +325,9 @@ async def test_mutual_tls_requires_client_certificate(tls_material) -> None:
     assert len(seen) == 1
 
 
-@pytest.mark.parametrize("kind", ["raises", "async-raises-at-once", "async-raises-later", "async-silent"])
+@pytest.mark.parametrize(
+    "kind", ["raises", "async-raises-at-once", "async-raises-later", "async-silent", "future-silent"]
+)
 async def test_a_failing_or_silent_handler_gets_the_request_a_500(
     client: Endpoint, kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -347,7 +349,13 @@ async def test_a_failing_or_silent_handler_gets_the_request_a_500(
     async def async_silent(incoming: IncomingRequest) -> None:
         await asyncio.sleep(0.01)
 
+    def future_silent(incoming: IncomingRequest) -> asyncio.Future[None]:
+        future = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.01, future.set_result, None)
+        return future  # an awaitable that is not a coroutine
+
     handlers = {
+        "future-silent": future_silent,
         "raises": raise_sync,
         "async-raises-at-once": raise_at_once,
         "async-raises-later": wait_then_raise,
