@@ -140,5 +140,5 @@ class Deadlines:
                     found = True
             sources += found
         if sources > 1:
-            due.sort(key=lambda entry: (entry[0], entry[1]))
+            due.sort()  # by time, then sequence (unique: owners are never compared)
         return [(entry[2], entry[3]) for entry in due]

@@ -27,6 +27,7 @@ import inspect
 import logging
 import math
 import os
+import types
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
@@ -466,7 +467,7 @@ class Endpoint:
             return
         if result is None:
             return
-        if type(result) is not _COROUTINE:
+        if type(result) is not types.CoroutineType:
             if not inspect.isawaitable(result):
                 return
             result = self._as_coroutine(result)
@@ -844,15 +845,6 @@ async def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Any:
             yielded = coro.send(None)
         except StopIteration as stop:
             return stop.value
-
-
-async def _coroutine() -> None:
-    pass
-
-
-_probe = _coroutine()
-_COROUTINE = type(_probe)
-_probe.close()
 
 
 def _warning_text(reason: str) -> str:

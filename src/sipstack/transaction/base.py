@@ -102,11 +102,7 @@ class Transaction:
         retransmissions): it may fire a little late — up to the layer's ``wait_grid``, and
         never more than a sixteenth of ``delay`` — and then shares a wake-up with others."""
         grid = self.layer.wait_grid
-        if grid and delay:
-            grid = min(grid, delay / 16)
-            self.layer.deadlines.set_after(now, delay, self, name, grid)
-        else:
-            self.layer.deadlines.set_after(now, delay, self, name)
+        self.layer.deadlines.set_after(now, delay, self, name, min(grid, delay / 16) if grid else 0.0)
 
     def _stop(self, *names: str) -> None:
         self.layer.deadlines.cancel_all(self, names)
