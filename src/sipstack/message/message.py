@@ -63,8 +63,9 @@ from .uri import URI, parse_uri
 _MISSING: Any = object()
 _MANDATORY = ("via", "from", "to", "call-id", "cseq")
 _MANDATORY_SET = frozenset(_MANDATORY)
-# List headers checked by every parse (with Call-ID, CSeq, From, To, Max-Forwards and
-# Content-Length): what the transaction layer and a proxy rely on.
+# Every parse checks what the transaction layer and a proxy rely on: Call-ID, CSeq, From
+# and To (of requests), Max-Forwards, Content-Length, Route, and the Vias — all of them in
+# strict mode, the first Via line alone otherwise (kept under this key: Message.top_via).
 _TOP_VIA = "via:top"  # the cache key of the first Via parsed alone (Message.top_via)
 
 # Typed accessor definitions: canonical name -> (parser of one line's value, is a list).
@@ -706,7 +707,9 @@ def _unfold(lines: list[str]) -> list[str]:
 
 # Header layouts seen (the ``name:`` parts of a head, in order) -> their canonical names,
 # first and last line of each, and what is wrong with them: a peer sends the same layout
-# message after message. Bounded: emptied when full.
+# message after message. The two index dicts are shared by every message of that layout
+# (read only: an edit gives a message new ones, as ``copy`` shares them too). Bounded:
+# emptied when full.
 _Layout = tuple[tuple[str, ...], dict[str, int], dict[str, int], str | None]
 _LAYOUTS: dict[tuple[str, ...], _Layout] = {}
 

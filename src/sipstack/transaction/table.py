@@ -62,10 +62,10 @@ class TransactionLayer:
         wait_grid: float = 0.0,
     ) -> None:
         self.timers = timers
+        """Timer values (T1, T2, T4)."""
         self.wait_grid = wait_grid
         """Seconds: Timers D, I, J, K, L and M (which only end a transaction) fire on this
         grid, at most a sixteenth of their value late; 0 fires them exactly."""
-        """Timer values (T1, T2, T4)."""
         self.invite_trying_delay = invite_trying_delay
         """Seconds after which an INVITE server transaction sends 100 Trying if the TU has
         not answered (§17.2.1); 0 sends it at once, None never."""
