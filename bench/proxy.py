@@ -941,21 +941,15 @@ def report(results: list[Result], settings: Settings, quick: bool, ports: tuple[
     say("\nSummary, ratios sipstack / Kamailio (same ports, same load, same run):")
     say("| measure | workers | sipstack | Kamailio | sipstack / Kamailio |")
     say("|---|---|---|---|---|")
-    for workers in (1, 2):
-        ours, ref = by_name.get(f"sipstack-{workers}"), by_name.get(f"kamailio-{workers}")
-        say(
-            f"| CPU ms per call at {settings.cpu_rate}/s | {workers} | {fmt(cpu_of(ours), '.3f')} | "
-            f"{fmt(cpu_of(ref), '.3f')} | {ratio(cpu_of(ours), cpu_of(ref))} |"
-        )
-    for workers in (1, 2):
-        if not settings.cpu_rate_high:
-            break
-        ours, ref = by_name.get(f"sipstack-{workers}"), by_name.get(f"kamailio-{workers}")
-        a, b = cpu_of(ours, True), cpu_of(ref, True)
-        say(
-            f"| CPU ms per call at {settings.cpu_rate_high}/s | {workers} | {fmt(a, '.3f')} | "
-            f"{fmt(b, '.3f')} | {ratio(a, b)} |"
-        )
+    for high in (False, True):
+        if high and not settings.cpu_rate_high:
+            continue
+        rate = settings.cpu_rate_high if high else settings.cpu_rate
+        for workers in (1, 2):
+            ours, ref = by_name.get(f"sipstack-{workers}"), by_name.get(f"kamailio-{workers}")
+            a, b = cpu_of(ours, high), cpu_of(ref, high)
+            cells = f"{fmt(a, '.3f')} | {fmt(b, '.3f')} | {ratio(a, b)}"
+            say(f"| CPU ms per call at {rate}/s | {workers} | {cells} |")
     floor = by_name.get("floor")
     for high in (False, True):
         if floor is None or (high and not settings.cpu_rate_high):
