@@ -34,7 +34,7 @@ from ..storage import Store, open_store
 from ..transport.base import ListenSpec
 from ..transport.udp import UdpListener
 from .config import ServerConfig
-from .dispatch import Dispatcher, spread_at_random
+from .dispatch import Dispatcher, spread_at_random, steer_by_branch
 from .hook import Authenticate, Call, Decision, Forward, Reply, RoutingFunction, load_routing
 
 GC_YOUNG = 50_000
@@ -75,6 +75,8 @@ class Server:
         self.config = config
         self.worker = worker
         self.dispatcher: Dispatcher | None = None
+        self.steered = False
+        """Requests reach the workers by their Via branch, in the kernel (no relaying)."""
         """This process's index among ``config.workers`` worker processes (None: alone)."""
         self.store: Store | None = None
         self.endpoint: Endpoint | None = None
@@ -458,9 +460,25 @@ class Server:
         print("\n".join(lines), file=sys.stderr, flush=True)
 
     def _spread_requests(self, workers: int) -> None:
-        """Requests on the shared UDP port go to the worker owning their call, and the
-        kernel spreads datagrams over the workers at random (see :mod:`.dispatch`)."""
+        """Every message of a transaction on the shared UDP port reaches the worker holding
+        it: steered there by the kernel from the Via branch where it can; elsewhere the
+        kernel spreads datagrams at random and each request goes on to the worker owning its
+        call (see :mod:`.dispatch`)."""
         assert self.endpoint is not None and self.worker is not None
+        shared_udp = [
+            listener
+            for listener in self.endpoint.listeners
+            if isinstance(listener, UdpListener) and listener.socket_fileno() is not None
+        ]
+        steered = True
+        for listener in shared_udp:
+            with socket.socket(fileno=os.dup(listener.socket_fileno())) as shared:  # type: ignore[arg-type]
+                steered = steer_by_branch(shared, workers) and steered
+        if steered:
+            self.steered = True
+            if self.worker == 0:
+                log.info("the kernel steers each request to a worker by its Via branch")
+            return
         try:
             self.dispatcher = Dispatcher(
                 self.endpoint, self.worker, workers, Path(self.config.data_dir) / "workers"
@@ -468,10 +486,9 @@ class Server:
         except OSError as exc:  # the kernel's hash alone
             log.warning("cannot relay requests between workers: %s", exc)
             return
-        for listener in self.endpoint.listeners:
-            if isinstance(listener, UdpListener) and listener.socket_fileno() is not None:
-                with socket.socket(fileno=os.dup(listener.socket_fileno())) as shared:
-                    spread_at_random(shared, workers)
+        for listener in shared_udp:
+            with socket.socket(fileno=os.dup(listener.socket_fileno())) as shared:  # type: ignore[arg-type]
+                spread_at_random(shared, workers)
         self.dispatcher.start()
 
     async def stop(self) -> None:
@@ -480,6 +497,12 @@ class Server:
         if self.dispatcher is not None:
             self.dispatcher.close()
             self.dispatcher = None
+        elif self.steered and self.endpoint is not None and self.worker is not None:
+            log.info(
+                "worker %d: %d request(s) handled here (steered by branch)",
+                self.worker + 1,
+                self.endpoint.stats["requests_in"],
+            )
         if self.endpoint is not None:
             await self.endpoint.drain(5.0)  # let requests in progress finish
             if self.proxy is not None:

@@ -1,20 +1,27 @@
-"""Spreading one UDP port's requests over ``--workers N`` processes, by Call-ID.
+"""Spreading one UDP port's requests over ``--workers N`` processes.
 
 The workers share the listening UDP port (SO_REUSEPORT). The kernel picks the socket a
 datagram lands on by hashing its 4-tuple, so every request from one source — a phone, an
-upstream proxy, a load generator — reaches the same worker, and the others sit idle. Two
-things fix that:
+upstream proxy, a load generator — reaches the same worker, and the others sit idle. Every
+message of one server transaction must still reach the one worker holding it: the
+retransmissions of a request, the CANCEL of an INVITE and the ACK of its non-2xx final
+response (RFC 3261 §17.2.3, §9.2), all of which carry the request's top Via branch.
 
-1. Where the kernel allows it (Linux: ``SO_ATTACH_REUSEPORT_CBPF``), a three-instruction
-   classic BPF program makes it pick a socket of the group at random for each datagram.
-2. Each worker owns the calls whose Call-ID hashes (CRC-32, the same in every process) to
-   its index. A request that lands on another worker is passed to its owner over a
-   loopback UDP socket with its source address, unparsed; the owner handles it as if it had
-   received it on the shared port (and answers from that port). A call's requests —
-   retransmissions, CANCEL, ACK, BYE — therefore always meet the transactions they belong
-   to, whichever worker the kernel chose. Responses need no relaying: each worker puts a
-   port of its own in the Via it adds, so they come back to the one holding the client
-   transaction. Requests over TCP/TLS stay with the worker holding the connection.
+1. Where the kernel allows it (Linux: ``SO_ATTACH_REUSEPORT_CBPF``), a classic BPF program
+   picks the socket from the branch itself (:func:`steer_by_branch`): it finds the first
+   ``branch=`` parameter in the datagram's first bytes — the top Via's — and hashes the
+   value. A transaction's messages meet their worker in the kernel; requests of different
+   transactions, from one source or many, spread over the workers; nothing is relayed.
+   A datagram without a branch there falls back to the kernel's 4-tuple hash (a
+   retransmission comes from the same source, so it lands where the first copy did).
+2. Elsewhere, each worker owns the calls whose Call-ID hashes (CRC-32, the same in every
+   process) to its index, and a request that lands on another worker is passed to its
+   owner over a loopback UDP socket with its source address, unparsed; the owner handles it
+   as if it had received it on the shared port (and answers from that port).
+
+Responses need no steering: each worker puts a port of its own in the Via it adds, so they
+come back to the one holding the client transaction. Requests over TCP/TLS stay with the
+worker holding the connection.
 """
 
 from __future__ import annotations
@@ -63,6 +70,123 @@ def spread_at_random(sock: socket.socket, workers: int) -> bool:
         sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
     except OSError as exc:
         log.info("cannot spread datagrams over the workers at random (%s): by source instead", exc)
+        return False
+    return True
+
+
+# Classic BPF (linux/filter.h): the opcodes the programs below use.
+_LD_W_ABS, _LD_B_IND, _LD_IMM, _LD_MEM, _LDX_IMM, _LDX_MEM = 0x20, 0x50, 0x00, 0x60, 0x01, 0x61
+_ST, _STX, _TXA, _TAX = 0x02, 0x03, 0x87, 0x07
+_JA, _JEQ_K, _JGE_K = 0x05, 0x15, 0x35
+_ADD_K, _ADD_X, _MUL_K, _MOD_K, _RET_K, _RET_A = 0x04, 0x0C, 0x24, 0x94, 0x06, 0x16
+
+BRANCH_SCAN = 800
+"""Bytes at the start of a datagram searched for ``branch=``: a request line and the top
+Via fit (a longer start falls back to the 4-tuple hash)."""
+BRANCH_HASHED = 24
+"""Characters of a branch value hashed, after the magic cookie when it is there."""
+_NCH = int.from_bytes(b"nch=", "big")
+_COOKIE = b"z9hG4bK"  # RFC 3261 §8.1.1.7
+
+
+class _Assembler:
+    """Classic BPF with labels: jumps are resolved when the program is put together
+    (conditional jumps reach at most 255 instructions ahead, ``ja`` any distance)."""
+
+    def __init__(self) -> None:
+        self.code: list[tuple[int, int, str | None, str | None]] = []
+        self.labels: dict[str, int] = {}
+
+    def op(self, code: int, k: int = 0, jt: str | None = None, jf: str | None = None) -> None:
+        self.code.append((code, k, jt, jf))
+
+    def label(self, name: str) -> None:
+        self.labels[name] = len(self.code)
+
+    def assemble(self) -> bytes:
+        out = []
+        for at, (code, k, jt, jf) in enumerate(self.code):
+            jt_off = 0 if jt is None else self.labels[jt] - at - 1
+            jf_off = 0 if jf is None else self.labels[jf] - at - 1
+            if code == _JA:
+                k, jt_off, jf_off = jt_off, 0, 0
+            elif not (0 <= jt_off <= 255 and 0 <= jf_off <= 255):
+                raise ValueError(f"BPF jump out of reach at {at}")
+            out.append(struct.pack("=HBBI", code, jt_off, jf_off, k & 0xFFFFFFFF))
+        if len(out) > 4096:  # BPF_MAXINSNS
+            raise ValueError(f"BPF program too long ({len(out)} instructions)")
+        return b"".join(out)
+
+
+def branch_program(workers: int, scan: int = BRANCH_SCAN, hashed: int = BRANCH_HASHED) -> bytes:
+    """The classic BPF program of :func:`steer_by_branch`: for a datagram, the index of a
+    socket (below ``workers``) from a hash of its first ``branch=`` value, or an index out
+    of range — the kernel then hashes the 4-tuple — when the first ``scan`` bytes hold none.
+
+    Classic BPF has no loops, so the search is unrolled: at each offset, load the word
+    there and compare it with ``nch=``; on a match, X = where the value starts. A load past
+    the end of a short datagram stops the program with 0: the same answer for the same
+    bytes, as a retransmission needs. The hash (M[0] = M[0] * 31 + character) reads at most
+    ``hashed`` characters after the magic cookie and stops at a ``;`` or any character
+    below ``-`` (CR, space, comma end a value). M[1] holds the character, M[2] the offset
+    (X is both the index of loads and the only other register)."""
+    asm = _Assembler()
+    for i in range(scan):
+        asm.op(_LD_W_ABS, i)
+        asm.op(_JEQ_K, _NCH, jt=f"found{i}", jf=f"next{i}")
+        asm.label(f"found{i}")
+        asm.op(_LDX_IMM, i + 4)
+        asm.op(_JA, jt="hash")
+        asm.label(f"next{i}")
+    asm.op(_RET_K, 0xFFFFFFFF)
+    asm.label("hash")
+    for j, byte in enumerate(_COOKIE):  # the magic cookie: skipped, it never varies
+        asm.op(_LD_B_IND, j)
+        asm.op(_JEQ_K, byte, jt=f"cookie{j + 1}", jf="value")
+        asm.label(f"cookie{j + 1}")
+    asm.op(_TXA)
+    asm.op(_ADD_K, len(_COOKIE))
+    asm.op(_TAX)
+    asm.label("value")
+    asm.op(_STX, 2)
+    asm.op(_LD_IMM, 0)
+    asm.op(_ST, 0)
+    for j in range(hashed):
+        asm.op(_LD_B_IND, j)
+        asm.op(_JEQ_K, ord(";"), jt="done", jf=f"c{j}")
+        asm.label(f"c{j}")
+        asm.op(_JGE_K, ord("-"), jt=f"d{j}", jf="done")
+        asm.label(f"d{j}")
+        asm.op(_ST, 1)
+        asm.op(_LDX_MEM, 1)
+        asm.op(_LD_MEM, 0)
+        asm.op(_MUL_K, 31)
+        asm.op(_ADD_X)
+        asm.op(_ST, 0)
+        asm.op(_LDX_MEM, 2)
+    asm.label("done")
+    asm.op(_LD_MEM, 0)
+    asm.op(_MOD_K, workers)
+    asm.op(_RET_A)
+    return asm.assemble()
+
+
+def _attach(sock: socket.socket, program: bytes) -> None:
+    buffer = ctypes.create_string_buffer(program, len(program))
+    fprog = struct.pack("HL", len(program) // 8, ctypes.addressof(buffer))  # struct sock_fprog
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
+
+
+def steer_by_branch(sock: socket.socket, workers: int) -> bool:
+    """Attach :func:`branch_program` to ``sock``'s SO_REUSEPORT group: every message of a
+    server transaction reaches the same worker, straight from the kernel. False where the
+    kernel or platform refuses it."""
+    if not hasattr(socket, "SO_REUSEPORT") or workers < 2:
+        return False
+    try:
+        _attach(sock, branch_program(workers))
+    except (OSError, ValueError) as exc:
+        log.info("cannot steer datagrams to the workers by branch (%s)", exc)
         return False
     return True
 
