@@ -202,6 +202,7 @@ class Endpoint:
         # listener lookup, per message otherwise; reset whenever the listeners change.
         self._local_cache: dict[tuple[str, int | None], bool] = {}
         self._udp_cache: dict[tuple[bool, bool], UdpListener] = {}
+        self._address_cache: dict[tuple[str, bool], Address | None] = {}
         self.draining = False
         self.stats = {"requests_in": 0, "responses_in": 0, "malformed": 0, "sent": 0, "send_errors": 0}
         self.tracer: Callable[[str, bytes, Address], None] | None = None
@@ -247,6 +248,7 @@ class Endpoint:
     def _listeners_changed(self) -> None:
         self._local_cache.clear()
         self._udp_cache.clear()
+        self._address_cache.clear()
 
     def on_stray_response(self, callback: Callable[[Response, Address], None]) -> None:
         """Receive responses that match no client transaction (a proxy forwards 2xx
@@ -691,11 +693,19 @@ class Endpoint:
     def local_address(self, transport: str, v6: bool = False) -> Address | None:
         """The listening address of ``transport`` (and IP family), as written in Vias and
         Record-Routes."""
+        key = (transport, v6)
+        try:
+            return self._address_cache[key]
+        except KeyError:
+            pass
+        found = None
         for listener in self.listeners:
             local = listener.local
             if local.transport == transport and (":" in local.host) == v6:
-                return local
-        return None
+                found = local
+                break
+        self._address_cache[key] = found
+        return found
 
     def is_local(self, host: str, port: int | None) -> bool:
         """Whether ``host:port`` names one of this endpoint's listeners (port None: 5060)."""

@@ -114,8 +114,8 @@ class ResponseContext:
             # RFC 5626 §5.3/§6: a target on an outbound flow goes over that flow.
             address = (
                 target.flow
-                if target.flow is not None
-                else await proxy.next_hop(request, foreign=target.foreign)
+                or proxy.known_hop(request, foreign=target.foreign)
+                or await proxy.next_hop(request, foreign=target.foreign)
             )
         except TransportError as exc:
             log.info("%s %s: no route to %s: %s", request.method, self.request.call_id, target.uri, exc)
@@ -387,6 +387,16 @@ class Proxy:
         self.contexts: dict[object, ResponseContext] = {}
         endpoint.on_stray_response(self.forward_stray_response)
 
+    def known_hop(self, request: Request, *, foreign: bool = False) -> Address | None:
+        """:meth:`next_hop` when it is known without resolving anything (a numeric default
+        route, a numeric Route or Request-URI seen before: most requests); else None."""
+        if foreign and self.default_route is not None and not request.has_header("route"):
+            return self._default_hop
+        routes = request.route
+        if routes and isinstance(routes[0].uri, SipURI) and routes[0].uri.lr:
+            return self._numeric_hops.get(routes[0].uri_text)
+        return self._numeric_hops.get(request.uri_text)
+
     async def next_hop(self, request: Request, *, foreign: bool = False) -> Address:
         """§16.6 step 7: the first Route (loose routing), the default route for a
         ``foreign`` target (a domain we are not responsible for), else RFC 3263 resolution
@@ -504,7 +514,9 @@ class Proxy:
         try:
             # RFC 5626 §5.3: an ACK towards an outbound flow goes over it.
             address = (
-                target.flow if target is not None and target.flow is not None else await self.next_hop(ack)
+                (target.flow if target is not None else None)
+                or self.known_hop(ack)
+                or await self.next_hop(ack)
             )
         except (TransportError, SipTimeoutError, IndexError) as exc:
             log.info("cannot route ACK %s: %s", ack.call_id, exc)

@@ -88,7 +88,8 @@ def proxy_branch(request: Request, index: int) -> str:
 def detect_loop(request: Request, is_local: IsLocal) -> bool:
     """§16.3 step 4: a Via of ours whose branch carries this request's loop hash."""
     current = None
-    for via in request.via:
+    # A request straight from its UAC has one Via: the one already parsed for matching.
+    for via in request.via if request.has_second_via() else (request.top_via,):
         if not is_local(via.host, via.port):
             continue
         branch = via.branch or ""

@@ -223,7 +223,7 @@ class Server:
                     if routed is False:
                         return
                     target = routed or target
-                if target is None:  # RFC 5626 §5.3: an ACK for a flow we keep as first hop
+                if target is None and self._flow_aor(request):  # RFC 5626 §5.3: a flow we keep
                     target = next(iter(await self._dialog_flows(request)), None)
                 await self.proxy.forward_ack(request, incoming.source, target)
             return
@@ -276,7 +276,7 @@ class Server:
         if loose_routed and request.to.tag:
             # Within a dialog: the Request-URI is the remote target; relay it as it is — over
             # its flow when it is the Contact of an outbound UA we are the first hop of.
-            flows = await self._dialog_flows(request)
+            flows = await self._dialog_flows(request) if self._flow_aor(request) else []
             if flows:
                 await self.proxy.forward(incoming, flows, context_for(flows))
                 return
@@ -362,6 +362,17 @@ class Server:
         hop: a request within a dialog for the Contact (``;ob``, or ``transport=ws``) of a UA
         that registered a flow here (its To names the AoR) goes over that flow — the UA
         accepts no connection at its Contact. Empty when that does not apply."""
+        to_uri = self._flow_aor(request)
+        if to_uri is None:
+            return []
+        uri = request.uri
+        assert self.store is not None and self.registrar is not None and isinstance(uri, SipURI)
+        bindings = await self.store.bindings(to_uri.aor, time.time())
+        return dialog_targets(bindings, uri, request.uri_text, self.registrar.flow_epoch)
+
+    def _flow_aor(self, request: Request) -> SipURI | None:
+        """The To URI whose flows :meth:`_dialog_flows` looks up; None (the common case, told
+        without a lookup) when the request cannot be for a flow of ours."""
         uri = request.uri
         if (
             self.store is None
@@ -370,15 +381,14 @@ class Server:
             or ("ob" not in uri.params and uri.transport not in ("ws", "wss"))
             or request.has_header("route")
         ):
-            return []
+            return None
         try:
             to_uri = request.to.uri
         except ParseError:
-            return []
+            return None
         if not isinstance(to_uri, SipURI) or to_uri.user is None or not self.registrar.serves(to_uri.host):
-            return []
-        bindings = await self.store.bindings(to_uri.aor, time.time())
-        return dialog_targets(bindings, uri, request.uri_text, self.registrar.flow_epoch)
+            return None
+        return to_uri
 
     def _is_our_aor(self, uri: object) -> bool:
         """An address-of-record of a served domain: a user part, and no port or one of ours
