@@ -1,5 +1,11 @@
 # sipstack — developer entry points. `make test` is what CI runs (.ci/run).
-PYTHON ?= python3
+# The interpreter .venv is made with: the distribution's /usr/bin/python3 when it is 3.11 or
+# newer and can make a venv (Debian and Ubuntu build it with PGO and LTO: the proxy spends about
+# 10-15 % less CPU per call on it than on a default source build such as pyenv's, which
+# often comes first on PATH), else python3 from PATH. `make PYTHON=python3.12 test` chooses.
+PYTHON ?= $(shell for p in /usr/bin/python3 python3; do \
+  $$p -c 'import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 \
+  && { echo $$p; exit; }; done; echo python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 # Debian packages of the real peers the tests drive (installed when missing and we are root).
