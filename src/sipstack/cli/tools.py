@@ -39,7 +39,6 @@ import os
 import re
 import socket
 import ssl
-import struct
 import sys
 import time
 from collections.abc import Callable
@@ -60,10 +59,6 @@ from ..ua.registration import refresh_delay
 EXIT_OK, EXIT_SIP_FAILURE, EXIT_LOCAL_ERROR, EXIT_REMOTE_ERROR = 0, 1, 2, 3
 DEFAULT_URI = "sip:127.0.0.1:5060"
 DEFAULT_TIMEOUT = 32.0  # RFC 3261 Timer F (64*T1): a non-INVITE transaction's own bound
-
-# Linux socket options (not in Python's socket module): report ICMP errors on unconnected
-# UDP sockets and queue them with the destination they were for (ip(7), ipv6(7)).
-_IP_RECVERR, _IPV6_RECVERR = 11, 25
 
 _TOP_BRANCH = re.compile(rb"^(?:via|v)[ \t]*:[^\r\n]*?;[ \t]*branch[ \t]*=[ \t]*([^;,\s]+)", re.I | re.M)
 _BARE_TARGET = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^:@;\[\]\s]+)(:\d{1,5})?")
@@ -272,56 +267,19 @@ class Wire:
 
 
 class IcmpWatch:
-    """ICMP errors for the datagrams one UDP listener sent (Linux ``IP_RECVERR``): calls
-    ``report(host, port, errno)`` with the destination each error was for."""
+    """ICMP errors for the datagrams one UDP listener sent (Linux ``IP_RECVERR``, read by the
+    listener): calls ``report(host, port, errno)`` with the destination each error was for."""
 
     def __init__(self, listener: UdpListener, report: Callable[[str, int, int], None]) -> None:
         self.report = report
-        self._errors: socket.socket | None = None
-        if not sys.platform.startswith("linux"):
-            return
-        # The endpoint owns the socket; its transport is the only handle on it.
-        transport = getattr(listener, "_transport", None)
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        if sock is None:
-            return
-        try:
-            if ":" in listener.local.host:
-                sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
-            else:
-                sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
-            self._errors = socket.socket(fileno=os.dup(sock.fileno()))
-            self._errors.setblocking(False)
-        except OSError as exc:
-            log.debug("no ICMP error reports on %s: %s", listener.local, exc)
-            return
-        forward = listener.error_received
-
-        def error_received(exc: Exception) -> None:
-            self.drain()
-            forward(exc)
-
-        listener.error_received = error_received  # type: ignore[method-assign]
-
-    def drain(self) -> None:
-        """Read the socket's error queue: with it non-empty the socket stays readable."""
-        while self._errors is not None:
-            try:
-                _, ancillary, _, destination = self._errors.recvmsg(1, 1024, socket.MSG_ERRQUEUE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                log.debug("reading the ICMP error queue: %s", exc)
-                return
-            for _level, _kind, data in ancillary:
-                if len(data) >= 4 and destination:
-                    # struct sock_extended_err: u32 ee_errno first (linux/errqueue.h)
-                    self.report(destination[0], destination[1], struct.unpack_from("=I", data)[0])
+        self._listener: UdpListener | None = listener
+        listener.icmp_observers.append(report)
 
     def close(self) -> None:
-        if self._errors is not None:
-            self._errors.close()
-            self._errors = None
+        if self._listener is not None:
+            with contextlib.suppress(ValueError):
+                self._listener.icmp_observers.remove(self.report)
+            self._listener = None
 
 
 # -- one ping -----------------------------------------------------------------------------------
@@ -503,10 +461,12 @@ class Pinger:
                 result.error, result.detail = "timeout", str(exc)
                 return result
             except TransportError as exc:
-                result.error, result.detail = "unreachable", _describe_transport_error(exc)
+                if not self.unreachable.done():  # else the ICMP error, below, says more
+                    result.error, result.detail = "unreachable", _describe_transport_error(exc)
+                    return result
+            else:
+                self._answered(result, response)
                 return result
-            self._answered(result, response)
-            return result
         # Unreachable, or no answer in time: stop the transaction (no more retransmissions).
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -869,9 +829,9 @@ class UaSession:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        if task in done:
+        if task in done and not (self.unreachable.done() and isinstance(task.exception(), TransportError)):
             return task.result()
-        if self.unreachable.done():
+        if self.unreachable.done():  # the ICMP error says more than the failed transaction
             host, port, errno = self.unreachable.result()
             raise TransportError(f"{Address('UDP', host, port)}: {os.strerror(errno).lower()} (ICMP)")
         raise SipTimeoutError(f"no final response within {timeout:g} s")

@@ -287,8 +287,10 @@ class ResponseContext:
             if response.status_code >= 200 and self.incoming.transaction is not None:
                 self.incoming.respond(response.status_code, response.reason)
             return
-        upstream = response.copy()
-        assert isinstance(upstream, Response)
+        # Edited in place, not copied: nothing reads a response once it has gone upstream
+        # (the context keeps only its status code and, for §16.7 step 7, other branches'
+        # challenges, which are read before this one is changed).
+        upstream = response
         upstream.pop_value("via")
         if extra_challenges:
             # §16.7 step 7: collect every challenge of every 401/407 branch.
@@ -356,10 +358,8 @@ class _Relay2xx:
     def __call__(self, response: Response) -> None:
         if not 200 <= response.status_code < 300 or not response.has_second_via():
             return
-        upstream = response.copy()
-        assert isinstance(upstream, Response)
-        upstream.pop_value("via")
-        self.endpoint.send_response(self.server_tx, upstream)
+        response.pop_value("via")  # in place: the retransmission is not read again
+        self.endpoint.send_response(self.server_tx, response)
 
 
 def _retry_after(response: Response) -> list[tuple[str, str]]:

@@ -1,7 +1,19 @@
 """SIP over UDP (RFC 3261 §18): one listening socket, datagrams straight to the user.
 
 STUN shares the port (RFC 5626 §8): Binding requests are answered here, and responses go
-to the STUN client transaction waiting for them (:func:`.keepalive.stun_binding`)."""
+to the STUN client transaction waiting for them (:func:`.keepalive.stun_binding`).
+
+The socket is read and written here, from the event loop's readiness callbacks, not
+through an asyncio datagram transport. On Linux the socket keeps an ICMP error queue
+(``IP_RECVERR``: RFC 3261 §18.4 wants a port unreachable to fail the transaction at once,
+not after Timer B), and such a socket reports ``POLLERR`` whenever an error is queued, which
+uvloop's libuv cannot take from it: its datagram handle reads the queue itself and hands
+uvloop each error with its sign lost, which uvloop takes for a datagram of four gigabytes
+(SIGSEGV, seen under load when a callee went away), and its poll handle (``add_reader``)
+stops watching the socket for good. So the socket sits in an epoll set of its own, and the
+event loop watches that set's descriptor, which only ever turns readable: the error queue is
+read here, by this module alone.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +22,11 @@ import contextlib
 import errno
 import logging
 import os
+import select
 import socket
 import struct
 import sys
+from collections import deque
 from collections.abc import Callable
 
 from ..net import Address
@@ -27,29 +41,29 @@ _SO_EE_ORIGIN_ICMP, _SO_EE_ORIGIN_ICMP6 = 2, 3
 _EMSGSIZE = errno.EMSGSIZE
 
 
-def _error_queue(sock: socket.socket, family: int) -> socket.socket | None:
-    """Turn on the socket's ICMP error queue (Linux) and return a second handle on it to
-    read the queue with (the event loop owns the first); None where unavailable."""
+def _error_queue(sock: socket.socket, family: int) -> bool:
+    """Turn on the socket's ICMP error queue (Linux); False where unavailable."""
     if not sys.platform.startswith("linux"):
-        return None
+        return False
     try:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
         else:
             sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
-        errors = socket.socket(fileno=os.dup(sock.fileno()))
-        errors.setblocking(False)
-        return errors
     except OSError as exc:
         log.debug("no ICMP error queue: %s", exc)
-        return None
+        return False
+    return True
 
 
 # RFC 3261 §18.1.1 allows UDP datagrams up to 65,535 bytes; receive buffers sized for bursts.
 _RCVBUF = 4 * 1024 * 1024
+_MAX_DATAGRAM = 65535
+_READS_PER_WAKEUP = 64  # then the loop serves the other sockets and timers
+_MAX_PENDING = 4096  # datagrams waiting for room in the send buffer; beyond, dropped
 
 
-class UdpListener(asyncio.DatagramProtocol):
+class UdpListener:
     """A bound UDP socket. ``local`` is the address written in Vias sent from it."""
 
     transport_name = "UDP"
@@ -58,14 +72,21 @@ class UdpListener(asyncio.DatagramProtocol):
         self.user = user
         self.spec = spec
         self.local = Address("UDP", spec.host, spec.port)
-        self._transport: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._recverr = False
+        self._wakeups = 0
+        self._epoll: select.epoll | None = None
+        self._pending: deque[tuple[bytes, tuple[str, int]]] = deque()
         self.stun_server = True
         """Answer STUN Binding requests on this port (RFC 5626 §8)."""
         self.stun_waiters: dict[bytes, Callable[[stun.StunMessage, Address], None]] = {}
         """STUN client transactions waiting for a response, by transaction id."""
         self.on_unreachable: Callable[[Address, int], None] | None = None
         """Called with the destination and errno of each ICMP error (RFC 3261 §18.4)."""
-        self._errors: socket.socket | None = None
+        self.icmp_observers: list[Callable[[str, int, int], None]] = []
+        """Also called with (host, port, errno) of every ICMP error read (``sipstack options``)."""
+        self.stats = {"send_dropped": 0}
 
     @classmethod
     async def create(cls, user: TransportUser, spec: ListenSpec, *, reuse_port: bool = False) -> UdpListener:
@@ -78,20 +99,68 @@ class UdpListener(asyncio.DatagramProtocol):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _RCVBUF)
             sock.bind((spec.host, spec.port))
+            sock.setblocking(False)
         except OSError:
             sock.close()
             raise
         listener = cls(user, spec)
-        listener._errors = _error_queue(sock, family)
-        await loop.create_datagram_endpoint(lambda: listener, sock=sock)
+        listener._recverr = _error_queue(sock, family)
+        listener._sock = sock
+        listener._loop = loop
+        host, port = sock.getsockname()[:2]
+        listener.local = Address("UDP", spec.host if spec.host not in ("0.0.0.0", "::") else host, port)
+        if listener._recverr:
+            listener._epoll = select.epoll()
+            listener._epoll.register(sock.fileno(), select.EPOLLIN)
+            loop.add_reader(listener._epoll.fileno(), listener._ready)
+        else:
+            loop.add_reader(sock.fileno(), listener._readable)
         return listener
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
-        host, port = transport.get_extra_info("sockname")[:2]
-        self.local = Address("UDP", self.spec.host if self.spec.host not in ("0.0.0.0", "::") else host, port)
+    def _ready(self) -> None:
+        """The socket's epoll set is ready: the socket is readable, has queued errors, or
+        (with datagrams waiting to go) is writable."""
+        if self._pending:
+            self._writable()
+        self._readable()
 
-    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
+    # -- receiving ----------------------------------------------------------------------------
+
+    def _readable(self) -> None:
+        """The socket is readable, or has an error: read what is there (a bounded number of
+        datagrams; the loop calls again while more wait)."""
+        sock = self._sock
+        if sock is None:
+            return
+        self._wakeups += 1
+        if not self._wakeups & 63 and self._recverr:
+            # Errors for datagrams another socket of a SO_REUSEPORT group sent can land
+            # here, among a steady flow of datagrams that never leaves the socket idle:
+            # read them now and then (they take receive buffer space until read).
+            self._read_errors()
+        recvfrom = sock.recvfrom
+        for i in range(_READS_PER_WAKEUP):
+            try:
+                data, addr = recvfrom(_MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                if i == 0:
+                    # Woken with nothing to read: the ICMP error queue is not empty (a
+                    # socket with queued errors stays ready until they are read).
+                    self._read_errors()
+                return
+            except OSError as exc:
+                # An ICMP error for an earlier datagram, reported once by the socket.
+                self.error_received(exc)
+                continue
+            try:
+                self.datagram_received(data, addr)
+            except Exception:
+                log.exception("UDP %s: handling a datagram from %s:%s failed", self.local, addr[0], addr[1])
+        # Still busy: errors may have come among the datagrams (they take receive buffer
+        # space until read), and a busy socket never wakes up with nothing to read.
+        self._read_errors()
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
         # RFC 5626 §8: STUN shares the SIP port; its first byte is below 0x40, a SIP
         # message's is a letter, so one byte tells them apart.
         if data and data[0] < 0x40 and self._stun_received(data, addr):
@@ -108,8 +177,8 @@ class UdpListener(asyncio.DatagramProtocol):
             message = stun.decode(data)
             if message.cls == stun.REQUEST:
                 reply = stun.answer(message, addr[0], addr[1]) if self.stun_server else None
-                if reply is not None and self._transport is not None:
-                    self._transport.sendto(reply, addr)
+                if reply is not None and self._sock is not None:
+                    self._sendto(reply, addr)
                 return True
         except stun.StunError as exc:
             log.debug("UDP %s: dropped STUN message from %s:%s: %s", self.local, addr[0], addr[1], exc)
@@ -126,26 +195,30 @@ class UdpListener(asyncio.DatagramProtocol):
         client transactions sending there at once instead of after Timer B/F; elsewhere
         the timers cover the loss."""
         log.debug("UDP %s: %s", self.local, exc)
-        errors = self._errors
-        if errors is None:
+        self._read_errors()
+
+    def _read_errors(self) -> None:
+        """Read the whole ICMP error queue (it is bounded by the receive buffer), then
+        report, once per destination."""
+        sock = self._sock
+        if sock is None or not self._recverr:
             return
-        # Drain the whole queue first (it is bounded by the receive buffer): uvloop crashed
-        # (SIGSEGV) when it polled a socket whose error queue was left non-empty. Report
-        # afterwards, once per destination.
         unreachable: dict[tuple[str, int], int] = {}
         while True:
             try:
-                _, ancillary, _, destination = errors.recvmsg(1, 512, socket.MSG_ERRQUEUE)
+                _, ancillary, _, destination = sock.recvmsg(1, 512, socket.MSG_ERRQUEUE)
             except (BlockingIOError, InterruptedError):
                 break
-            except OSError as exc2:
-                log.debug("UDP %s: reading the ICMP error queue: %s", self.local, exc2)
+            except OSError as exc:
+                log.debug("UDP %s: reading the ICMP error queue: %s", self.local, exc)
                 break
             for _level, _kind, data in ancillary:
                 # struct sock_extended_err (linux/errqueue.h): u32 ee_errno, u8 ee_origin …
                 if len(data) < 5 or not destination:
                     continue
                 errno_, origin = struct.unpack_from("=IB", data)
+                for observer in self.icmp_observers:
+                    observer(destination[0], destination[1], errno_)
                 if origin not in (_SO_EE_ORIGIN_ICMP, _SO_EE_ORIGIN_ICMP6) or errno_ == _EMSGSIZE:
                     continue  # not unreachability (a too-big datagram is not a dead peer)
                 unreachable[(destination[0], destination[1])] = errno_
@@ -158,30 +231,97 @@ class UdpListener(asyncio.DatagramProtocol):
             except Exception:
                 log.exception("UDP %s: handling an ICMP error for %s:%s failed", self.local, host, port)
 
+    # -- sending --------------------------------------------------------------------------------
+
     def socket_fileno(self) -> int | None:
         """The file descriptor of the bound socket (None once closed)."""
-        if self._transport is None or self._transport.is_closing():
-            return None
-        sock = self._transport.get_extra_info("socket")
-        return None if sock is None else sock.fileno()
+        return None if self._sock is None else self._sock.fileno()
 
     def send(self, data: bytes, address: Address) -> None:
-        if self._transport is None or self._transport.is_closing():
+        if self._sock is None:
             raise ConnectionError(f"UDP listener {self.local} is closed")
-        self._transport.sendto(data, (address.host, address.port))
+        self._sendto(data, (address.host, address.port))
+
+    def _sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Send now; when the socket's send buffer is full, queue (bounded) and send when it
+        has room, in order. An ICMP error the socket reports on this call is for an earlier
+        datagram: read, and the send tried again once."""
+        sock = self._sock
+        assert sock is not None
+        if self._pending:
+            self._queue(data, addr)
+            return
+        for attempt in (0, 1):
+            try:
+                sock.sendto(data, addr)
+                return
+            except (BlockingIOError, InterruptedError):
+                self._queue(data, addr)
+                return
+            except OSError as exc:
+                if attempt or exc.errno not in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                    raise
+                self.error_received(exc)
+
+    def _queue(self, data: bytes, addr: tuple[str, int]) -> None:
+        if len(self._pending) >= _MAX_PENDING:
+            self.stats["send_dropped"] += 1
+            if self.stats["send_dropped"] in (1, 10, 100, 1000) or self.stats["send_dropped"] % 10000 == 0:
+                log.warning(
+                    "UDP %s: send buffer full, %d datagram(s) dropped so far",
+                    self.local,
+                    self.stats["send_dropped"],
+                )
+            return
+        if not self._pending and self._loop is not None and self._sock is not None:
+            self._watch_writable(True)
+        self._pending.append((data, addr))
+
+    def _writable(self) -> None:
+        sock = self._sock
+        pending = self._pending
+        retried = False
+        while pending and sock is not None:
+            data, addr = pending[0]
+            try:
+                sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if not retried and exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                    self.error_received(exc)  # maybe an earlier datagram's: try this one again
+                    retried = True
+                    continue
+                log.info("UDP %s: cannot send to %s:%s: %s", self.local, addr[0], addr[1], exc)
+            pending.popleft()
+            retried = False
+        if not pending and self._sock is not None:
+            self._watch_writable(False)
+
+    def _watch_writable(self, on: bool) -> None:
+        assert self._sock is not None and self._loop is not None
+        fd = self._sock.fileno()
+        if self._epoll is not None:
+            self._epoll.modify(fd, select.EPOLLIN | select.EPOLLOUT if on else select.EPOLLIN)
+        elif on:
+            self._loop.add_writer(fd, self._writable)
+        else:
+            self._loop.remove_writer(fd)
 
     def close(self) -> None:
-        errors = self._errors
-        if errors is not None:
-            # Stop ICMP reports before the transport goes: uvloop crashed (SIGSEGV) on an
-            # error report arriving for a UDP transport in the middle of closing.
-            with contextlib.suppress(OSError):
-                if errors.family == socket.AF_INET6:
-                    errors.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 0)
+        sock = self._sock
+        if sock is None:
+            return
+        self._sock = None
+        self._pending.clear()
+        if self._loop is not None:
+            with contextlib.suppress(Exception):
+                if self._epoll is not None:
+                    self._loop.remove_reader(self._epoll.fileno())
                 else:
-                    errors.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 0)
-            self._errors = None
-        if self._transport is not None:
-            self._transport.close()
-        if errors is not None:
-            errors.close()
+                    self._loop.remove_reader(sock.fileno())
+                    self._loop.remove_writer(sock.fileno())
+        if self._epoll is not None:
+            self._epoll.close()
+            self._epoll = None
+        sock.close()

@@ -1,0 +1,87 @@
+"""RFC 3261 §18.4 under load: ICMP port unreachable errors reach a busy UDP listener (its socket
+queues them, Linux ``IP_RECVERR``) while datagrams keep arriving — a proxy whose callee went
+away in the middle of traffic.
+
+On uvloop's datagram transport this killed the process: libuv read the error queue itself and
+passed each error to uvloop with its sign lost, taken for a 4 GB datagram (SIGSEGV). Watched
+with ``add_reader`` instead, the socket went deaf after its first error (libuv stops a poll
+handle on ``POLLERR``). The scenario runs in a child process, so that a crash fails this test
+instead of the test run: two threads of the child send to a closed port through the
+listener's own socket (the errors come back to it) and flood the listener with datagrams,
+while the listener reads on the event loop."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="IP_RECVERR is Linux's")
+
+SCENARIO = textwrap.dedent(
+    """
+    import asyncio, os, socket, threading, time
+    from sipstack.endpoint import Endpoint, run
+
+    SENT = 100000
+
+    def towards_a_closed_port(fd, closed, stop):
+        sock = socket.socket(fileno=os.dup(fd))  # the listener's socket: its errors
+        while not stop.is_set():
+            try:
+                sock.sendto(b"OPTIONS", closed)
+            except OSError:
+                pass
+            time.sleep(0.0002)
+        sock.close()
+
+    def flood(target):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for n in range(SENT):
+            sock.sendto(b"\\r\\n\\r\\n", target)  # keep-alive padding: read, then ignored
+            if n % 64 == 0:
+                time.sleep(0.0001)
+        sock.close()
+
+    async def main():
+        errors, received = [], []
+        async with Endpoint() as endpoint:
+            await endpoint.listen("udp:127.0.0.1:0")
+            listener = endpoint.listeners[0]
+            listener.on_unreachable = lambda address, errno: errors.append(address.port)
+            handle = listener.datagram_received
+            listener.datagram_received = lambda data, addr: (received.append(1), handle(data, addr))
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as gone:
+                gone.bind(("127.0.0.1", 0))
+                closed = ("127.0.0.1", gone.getsockname()[1])
+            stop = threading.Event()
+            fd = listener.socket_fileno()
+            icmp = threading.Thread(target=towards_a_closed_port, args=(fd, closed, stop))
+            icmp.start()
+            await asyncio.sleep(0.2)
+            sender = threading.Thread(target=flood, args=(("127.0.0.1", listener.local.port),))
+            sender.start()
+            while sender.is_alive():
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
+            stop.set()
+            icmp.join()
+            ports = set(errors)
+        print(len(errors), len(received), SENT, ports == {closed[1]})
+
+    run(main())
+    """
+)
+
+
+def test_icmp_errors_among_a_flood_of_datagrams_are_read_and_reported() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SCENARIO], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stderr[-3000:]}"
+    errors, received, sent, right_port = done.stdout.split()
+    assert int(errors) >= 20, done.stdout  # reported all along, not once
+    assert int(received) >= 0.9 * int(sent), done.stdout  # and the listener kept reading
+    assert right_port == "True", done.stdout
