@@ -112,26 +112,22 @@ class UdpListener:
         if listener._recverr:
             listener._epoll = select.epoll()
             listener._epoll.register(sock.fileno(), select.EPOLLIN)
-            loop.add_reader(listener._epoll.fileno(), listener._ready)
+            loop.add_reader(listener._epoll.fileno(), listener._readable)
         else:
             loop.add_reader(sock.fileno(), listener._readable)
         return listener
 
-    def _ready(self) -> None:
-        """The socket's epoll set is ready: the socket is readable, has queued errors, or
-        (with datagrams waiting to go) is writable."""
-        if self._pending:
-            self._writable()
-        self._readable()
-
     # -- receiving ----------------------------------------------------------------------------
 
     def _readable(self) -> None:
-        """The socket is readable, or has an error: read what is there (a bounded number of
-        datagrams; the loop calls again while more wait)."""
+        """The socket is readable, or has an error, or (its epoll set watching for it while
+        datagrams wait to go) writable: send what waits, read what is there (a bounded
+        number of datagrams; the loop calls again while more wait)."""
         sock = self._sock
         if sock is None:
             return
+        if self._pending:
+            self._writable()
         self._wakeups += 1
         if not self._wakeups & 63 and self._recverr:
             # Errors for datagrams another socket of a SO_REUSEPORT group sent can land
@@ -238,8 +234,15 @@ class UdpListener:
         return None if self._sock is None else self._sock.fileno()
 
     def send(self, data: bytes, address: Address) -> None:
-        if self._sock is None:
+        sock = self._sock
+        if sock is None:
             raise ConnectionError(f"UDP listener {self.local} is closed")
+        if not self._pending:
+            try:
+                sock.sendto(data, (address.host, address.port))  # the common case, inline
+                return
+            except OSError:
+                pass  # full, or an earlier datagram's ICMP error: the careful path
         self._sendto(data, (address.host, address.port))
 
     def _sendto(self, data: bytes, addr: tuple[str, int]) -> None:
