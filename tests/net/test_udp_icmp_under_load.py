@@ -85,3 +85,46 @@ def test_icmp_errors_among_a_flood_of_datagrams_are_read_and_reported() -> None:
     assert int(errors) >= 20, done.stdout  # reported all along, not once
     assert int(received) >= 0.9 * int(sent), done.stdout  # and the listener kept reading
     assert right_port == "True", done.stdout
+
+
+PENDING = textwrap.dedent(
+    """
+    import asyncio, socket, time
+    from sipstack.endpoint import Endpoint, run
+    from sipstack.net import Address
+
+    async def main():
+        async with Endpoint() as endpoint:
+            await endpoint.listen("udp:127.0.0.1:0")
+            listener = endpoint.listeners[0]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as gone:
+                gone.bind(("127.0.0.1", 0))
+                closed = Address("UDP", "127.0.0.1", gone.getsockname()[1])
+            peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            peer.bind(("127.0.0.1", 0))
+            peer.settimeout(2)
+            healthy = Address("UDP", "127.0.0.1", peer.getsockname()[1])
+            delivered = 0
+            for i in range(50):
+                for _ in range(3):
+                    listener.send(b"to nobody", closed)
+                time.sleep(0.005)  # the ICMP errors arrive; the loop does not run meanwhile
+                listener.send(b"hello %d" % i, healthy)  # fails with a pending error: tried again
+                data, _ = peer.recvfrom(100)
+                delivered += data == b"hello %d" % i
+            peer.close()
+        print(delivered)
+
+    run(main())
+    """
+)
+
+
+def test_a_send_is_not_lost_to_errors_pending_for_other_destinations() -> None:
+    """Linux fails the next send of a socket with an ICMP error pending (for any earlier
+    datagram), sending nothing: each such send is tried again, and reaches its peer."""
+    done = subprocess.run(
+        [sys.executable, "-c", PENDING], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stderr[-3000:]}"
+    assert done.stdout.split() == ["50"], done.stdout

@@ -61,6 +61,8 @@ _RCVBUF = 4 * 1024 * 1024
 _MAX_DATAGRAM = 65535
 _READS_PER_WAKEUP = 64  # then the loop serves the other sockets and timers
 _MAX_PENDING = 4096  # datagrams waiting for room in the send buffer; beyond, dropped
+_SEND_ATTEMPTS = 8  # a send failed by other datagrams' pending ICMP errors is tried again
+_PENDING_ERRORS = frozenset((errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH))
 
 
 class UdpListener:
@@ -247,14 +249,16 @@ class UdpListener:
 
     def _sendto(self, data: bytes, addr: tuple[str, int]) -> None:
         """Send now; when the socket's send buffer is full, queue (bounded) and send when it
-        has room, in order. An ICMP error the socket reports on this call is for an earlier
-        datagram: read, and the send tried again once."""
+        has room, in order. A socket with an ICMP error pending fails the next send with
+        that error (Linux), whatever its destination, and sends nothing: the error is read
+        and the send tried again — a few times, as errors keep coming while a peer that went
+        away is still being sent to."""
         sock = self._sock
         assert sock is not None
         if self._pending:
             self._queue(data, addr)
             return
-        for attempt in (0, 1):
+        for attempt in range(_SEND_ATTEMPTS):
             try:
                 sock.sendto(data, addr)
                 return
@@ -262,7 +266,7 @@ class UdpListener:
                 self._queue(data, addr)
                 return
             except OSError as exc:
-                if attempt or exc.errno not in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                if attempt == _SEND_ATTEMPTS - 1 or exc.errno not in _PENDING_ERRORS:
                     raise
                 self.error_received(exc)
 
@@ -283,7 +287,7 @@ class UdpListener:
     def _writable(self) -> None:
         sock = self._sock
         pending = self._pending
-        retried = False
+        retried = 0
         while pending and sock is not None:
             data, addr = pending[0]
             try:
@@ -291,13 +295,13 @@ class UdpListener:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                if not retried and exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                if retried < _SEND_ATTEMPTS - 1 and exc.errno in _PENDING_ERRORS:
                     self.error_received(exc)  # maybe an earlier datagram's: try this one again
-                    retried = True
+                    retried += 1
                     continue
                 log.info("UDP %s: cannot send to %s:%s: %s", self.local, addr[0], addr[1], exc)
             pending.popleft()
-            retried = False
+            retried = 0
         if not pending and self._sock is not None:
             self._watch_writable(False)
 
