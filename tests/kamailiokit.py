@@ -4,10 +4,12 @@ its own (so its process group is its own), waited for, and stopped as a whole gr
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Self
@@ -21,6 +23,18 @@ def find_kamailio() -> str | None:
 
 
 KAMAILIO = find_kamailio()
+
+
+def _end_with_parent() -> None:
+    """In the child, before exec (Linux): SIGTERM when the test process dies, so that an
+    interrupted run (Ctrl-C, a killed pytest) does not leave Kamailio running in the session
+    of its own that it gets (its own teardown cannot run then)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class KamailioProcess:
@@ -49,6 +63,7 @@ class KamailioProcess:
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
                 start_new_session=True,
+                preexec_fn=_end_with_parent,
             )
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline and self.proc.poll() is None:
