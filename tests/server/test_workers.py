@@ -35,7 +35,7 @@ from sipstack.message import Request, make_response, parse
 READY = ("worker 1 of 2 ready", "worker 2 of 2 ready")
 
 
-def start_cluster(workdir: Path) -> tuple[ServeProcess, int]:
+def start_cluster(workdir: Path, env: dict[str, str] | None = None) -> tuple[ServeProcess, int]:
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     process = ServeProcess(
@@ -51,6 +51,7 @@ def start_cluster(workdir: Path) -> tuple[ServeProcess, int]:
             str(workdir / "data"),
         ],
         workdir,
+        env,
     )
     if not process.wait_log(*READY, timeout=30):
         process.kill_all()
@@ -275,13 +276,15 @@ class RingingResponder(Responder):
                 sock.sendto(bytes(make_response(message, 200, to_tag="ok")), source)
 
 
+@pytest.mark.parametrize("steering", ["branch", "relay"])
 def test_one_sources_calls_are_spread_over_both_workers_and_cancel_meets_its_invite(
-    tmp_path: Path,
+    tmp_path: Path, steering: str
 ) -> None:
     """Everything from ONE source socket (as from an upstream proxy): the workers share the
-    calls by Call-ID, and each call's CANCEL and ACK reach the worker holding its INVITE,
-    whichever worker the kernel hands them to."""
-    process, port = start_cluster(tmp_path)
+    calls, and each call's CANCEL and ACK reach the worker holding its INVITE — steered there
+    by the kernel from the Via branch, or (the fallback, forced here) relayed to the worker
+    owning the Call-ID, whichever worker the kernel handed them to."""
+    process, port = start_cluster(tmp_path, {"SIPSTACK_WORKER_STEERING": steering})
     responder = RingingResponder()
     responder.start()
     try:
@@ -324,3 +327,8 @@ def test_one_sources_calls_are_spread_over_both_workers_and_cancel_meets_its_inv
     assert set(handled) == {1, 2}, process.log()[-3000:]
     # 1 REGISTER + 24 x (INVITE, CANCEL, ACK): each worker owns some of the calls.
     assert sum(handled.values()) >= 73 and min(handled.values()) >= 3, handled
+    relayed = re.findall(r"(\d+) passed to their owner", process.log())
+    if steering == "relay":
+        assert relayed and sum(map(int, relayed)) > 0, process.log()[-3000:]
+    else:
+        assert not relayed and "steered by branch" in process.log(), process.log()[-3000:]
