@@ -64,10 +64,8 @@ def spread_at_random(sock: socket.socket, workers: int) -> bool:
             struct.pack("=HBBI", 0x16, 0, 0, 0),  # BPF_RET|BPF_A
         )
     )
-    buffer = ctypes.create_string_buffer(program, len(program))
-    fprog = struct.pack("HL", len(program) // 8, ctypes.addressof(buffer))  # struct sock_fprog
     try:
-        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
+        _attach(sock, program)
     except OSError as exc:
         log.info("cannot spread datagrams over the workers at random (%s): by source instead", exc)
         return False
@@ -124,7 +122,9 @@ def branch_program(workers: int, scan: int = BRANCH_SCAN, hashed: int = BRANCH_H
     of range — the kernel then hashes the 4-tuple — when the first ``scan`` bytes hold none.
 
     Classic BPF has no loops, so the search is unrolled: at each offset, load the word
-    there and compare it with ``nch=``; on a match, X = where the value starts. A load past
+    there and compare it with ``nch=`` (the end of ``branch=``; another parameter ending so
+    before it would be hashed instead, the same way for every message of the transaction);
+    on a match, X = where the value starts. A load past
     the end of a short datagram stops the program with 0: the same answer for the same
     bytes, as a retransmission needs. The hash (M[0] = M[0] * 31 + character) reads at most
     ``hashed`` characters after the magic cookie and stops at a ``;`` or any character
