@@ -74,10 +74,10 @@ class Server:
     def __init__(self, config: ServerConfig, *, worker: int | None = None) -> None:
         self.config = config
         self.worker = worker
+        """This process's index among ``config.workers`` worker processes (None: alone)."""
         self.dispatcher: Dispatcher | None = None
         self.steered = False
         """Requests reach the workers by their Via branch, in the kernel (no relaying)."""
-        """This process's index among ``config.workers`` worker processes (None: alone)."""
         self.store: Store | None = None
         self.endpoint: Endpoint | None = None
         self.registrar: Registrar | None = None
