@@ -387,45 +387,45 @@ class Proxy:
         self.contexts: dict[object, ResponseContext] = {}
         endpoint.on_stray_response(self.forward_stray_response)
 
+    @staticmethod
+    def _route_target(request: Request) -> tuple[object, str]:
+        """What the next hop is resolved from (§16.6 step 7) and its text, the key of the
+        numeric hops kept: the first Route when it is a loose router's, else the
+        Request-URI (None then: read from the request when needed)."""
+        routes = request.route
+        if routes:
+            uri = routes[0].uri
+            if isinstance(uri, SipURI) and uri.lr:
+                return uri, routes[0].uri_text
+        return None, request.uri_text
+
     def known_hop(self, request: Request, *, foreign: bool = False) -> Address | None:
         """:meth:`next_hop` when it is known without resolving anything (a numeric default
         route, a numeric Route or Request-URI seen before: most requests); else None."""
         if foreign and self.default_route is not None and not request.has_header("route"):
             return self._default_hop
-        routes = request.route
-        if routes and isinstance(routes[0].uri, SipURI) and routes[0].uri.lr:
-            return self._numeric_hops.get(routes[0].uri_text)
-        return self._numeric_hops.get(request.uri_text)
+        return self._numeric_hops.get(self._route_target(request)[1])
 
     async def next_hop(self, request: Request, *, foreign: bool = False) -> Address:
         """§16.6 step 7: the first Route (loose routing), the default route for a
         ``foreign`` target (a domain we are not responsible for), else RFC 3263 resolution
         of the Request-URI."""
-        if foreign and not request.has_header("route") and self.default_route is not None:
-            if self._default_hop is not None:
-                return self._default_hop
-            uri = self.default_route
-            if isinstance(uri, SipURI):
-                targets = await self.endpoint.resolver.resolve(uri)
-                if is_ip_literal(uri.maddr or uri.host):
-                    self._default_hop = targets[0]  # no DNS involved: it cannot change
-                return targets[0]
-        # A numeric next hop (a Route or Request-URI with an IP address: what Record-Route
-        # and Contact carry) resolves to the same Address every time: kept, no resolver.
-        routes = request.route
-        uri: object = routes[0].uri if routes else None
-        if isinstance(uri, SipURI) and uri.lr:
-            uri_text = routes[0].uri_text
-        else:
-            uri = None
-            uri_text = request.uri_text
-        hop = self._numeric_hops.get(uri_text)
+        hop = self.known_hop(request, foreign=foreign)
         if hop is not None:
             return hop
-        if uri is None:
-            uri = request.uri
+        if foreign and not request.has_header("route") and isinstance(self.default_route, SipURI):
+            uri = self.default_route
+            targets = await self.endpoint.resolver.resolve(uri)
+            if is_ip_literal(uri.maddr or uri.host):
+                self._default_hop = targets[0]  # no DNS involved: it cannot change
+            return targets[0]
+        # A numeric next hop (a Route or Request-URI with an IP address: what Record-Route
+        # and Contact carry) resolves to the same Address every time: kept, no resolver.
+        target, uri_text = self._route_target(request)
+        if target is None:
+            target = request.uri
         targets = await self.endpoint.targets(request)
-        if isinstance(uri, SipURI) and is_ip_literal(uri.maddr or uri.host):
+        if isinstance(target, SipURI) and is_ip_literal(target.maddr or target.host):
             if len(self._numeric_hops) >= 4096:
                 self._numeric_hops.clear()
             self._numeric_hops[uri_text] = targets[0]
