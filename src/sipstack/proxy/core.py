@@ -485,18 +485,16 @@ class Proxy:
     def forward_stray_response(self, response: Response, source: Address) -> None:
         """A 2xx that matched no client transaction (a retransmission after ours ended):
         forwarded statelessly by the next Via (RFC 6026 §7.1, RFC 3261 §16.11)."""
-        if not 200 <= response.status_code < 300 or len(response.via) < 2:
+        if not 200 <= response.status_code < 300 or not response.has_second_via():
             return
-        top = response.via[0]
+        top = response.top_via
         if not self.endpoint.is_local(top.host, top.port):
             return  # §18.1.2: not ours
-        upstream = response.copy()
-        assert isinstance(upstream, Response)
-        upstream.pop_value("via")
-        via = upstream.via[0]
+        response.pop_value("via")  # in place, as the other relays: it is not read again
+        via = response.top_via
         host = via.received or via.host
         port = via.rport or via.port or 5060
-        self.endpoint.send_stateless(upstream, Address(via.transport, host.strip("[]"), port))
+        self.endpoint.send_stateless(response, Address(via.transport, host.strip("[]"), port))
 
     async def forward_ack(self, request: Request, source: Address, target: Target | None = None) -> None:
         """An ACK for a 2xx is end to end: routed statelessly by its Route set, or to
