@@ -248,37 +248,35 @@ class UdpListener:
         self._sendto(data, (address.host, address.port))
 
     def _sendto(self, data: bytes, addr: tuple[str, int]) -> None:
-        """Send now; when the socket's send buffer is full, queue (bounded) and send when it
-        has room, in order. A socket with an ICMP error pending fails the next send with
-        that error (Linux), whatever its destination, and sends nothing: the error is read
-        and the send tried again — a few times, as errors keep coming while a peer that went
-        away is still being sent to."""
-        sock = self._sock
-        assert sock is not None
-        if self._pending:
+        """Send now, or queue (bounded) when the socket's send buffer is full, to be sent
+        when it has room, in order."""
+        assert self._sock is not None
+        if self._pending or not self._send_now(self._sock, data, addr):
             self._queue(data, addr)
-            return
+
+    def _send_now(self, sock: socket.socket, data: bytes, addr: tuple[str, int]) -> bool:
+        """One datagram out; False when the send buffer is full. A socket with an ICMP error
+        pending fails its next send with that error (Linux), whatever the destination, and
+        sends nothing: the error is read and the send tried again — a few times, as errors
+        keep coming while a peer that went away is still being sent to. Other errors raise."""
         for attempt in range(_SEND_ATTEMPTS):
             try:
                 sock.sendto(data, addr)
-                return
+                return True
             except (BlockingIOError, InterruptedError):
-                self._queue(data, addr)
-                return
+                return False
             except OSError as exc:
                 if attempt == _SEND_ATTEMPTS - 1 or exc.errno not in _PENDING_ERRORS:
                     raise
                 self.error_received(exc)
+        return True  # not reached: the last attempt returns or raises
 
     def _queue(self, data: bytes, addr: tuple[str, int]) -> None:
         if len(self._pending) >= _MAX_PENDING:
             self.stats["send_dropped"] += 1
-            if self.stats["send_dropped"] in (1, 10, 100, 1000) or self.stats["send_dropped"] % 10000 == 0:
-                log.warning(
-                    "UDP %s: send buffer full, %d datagram(s) dropped so far",
-                    self.local,
-                    self.stats["send_dropped"],
-                )
+            dropped = self.stats["send_dropped"]
+            if dropped in (1, 10, 100, 1000) or dropped % 10000 == 0:
+                log.warning("UDP %s: send buffer full, %d datagram(s) dropped so far", self.local, dropped)
             return
         if not self._pending and self._loop is not None and self._sock is not None:
             self._watch_writable(True)
@@ -287,21 +285,14 @@ class UdpListener:
     def _writable(self) -> None:
         sock = self._sock
         pending = self._pending
-        retried = 0
         while pending and sock is not None:
             data, addr = pending[0]
             try:
-                sock.sendto(data, addr)
-            except (BlockingIOError, InterruptedError):
-                return
+                if not self._send_now(sock, data, addr):
+                    return  # still full
             except OSError as exc:
-                if retried < _SEND_ATTEMPTS - 1 and exc.errno in _PENDING_ERRORS:
-                    self.error_received(exc)  # maybe an earlier datagram's: try this one again
-                    retried += 1
-                    continue
                 log.info("UDP %s: cannot send to %s:%s: %s", self.local, addr[0], addr[1], exc)
             pending.popleft()
-            retried = 0
         if not pending and self._sock is not None:
             self._watch_writable(False)
 
