@@ -12,6 +12,7 @@ while the listener reads on the event loop."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -128,3 +129,45 @@ def test_a_send_is_not_lost_to_errors_pending_for_other_destinations() -> None:
     )
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stderr[-3000:]}"
     assert done.stdout.split() == ["50"], done.stdout
+
+
+class _FullThenFree:
+    """A socket stand-in whose send buffer is full for the first ``full`` sends."""
+
+    def __init__(self, sock: object, full: int) -> None:
+        self.sock = sock
+        self.full = full
+        self.sent: list[bytes] = []
+
+    def fileno(self) -> int:
+        return self.sock.fileno()  # type: ignore[attr-defined]
+
+    def sendto(self, data: bytes, addr: object) -> int:
+        if self.full:
+            self.full -= 1
+            raise BlockingIOError
+        self.sent.append(data)
+        return len(data)
+
+
+async def test_a_full_send_buffer_queues_datagrams_and_sends_them_in_order() -> None:
+    """EAGAIN on a send: the datagram waits, later ones queue behind it, and all go out in
+    order once the socket is writable again."""
+    from sipstack.endpoint import Endpoint
+    from sipstack.net import Address
+
+    async with Endpoint() as endpoint:
+        await endpoint.listen("udp:127.0.0.1:0")
+        listener = endpoint.listeners[0]
+        stand_in = _FullThenFree(listener._sock, full=2)
+        listener._sock = stand_in  # type: ignore[assignment]
+        to = Address("UDP", "127.0.0.1", 9)
+        for i in range(5):
+            listener.send(b"%d" % i, to)
+        assert stand_in.sent == [] and len(listener._pending) == 5
+        for _ in range(50):
+            if not listener._pending:
+                break
+            await asyncio.sleep(0.01)
+        listener._sock = stand_in.sock  # type: ignore[assignment]
+        assert stand_in.sent == [b"0", b"1", b"2", b"3", b"4"] and not listener._pending
