@@ -11,6 +11,7 @@ machine's load).
 
     .venv/bin/python bench/proxy_profile.py                 # 5000 calls, microseconds per step
     .venv/bin/python bench/proxy_profile.py --profile 40    # cProfile, the 40 costliest functions
+    .venv/bin/python bench/proxy_profile.py --profile 30 --step ACK   # one step only
     .venv/bin/python bench/proxy_profile.py --gc            # with the server's garbage collector
 """
 
@@ -109,24 +110,36 @@ class Wire:
         raise AssertionError(f"nothing was sent to port {port}")
 
 
-def one_call(wire: Wire, main: UdpListener, n: int, times: list[float]) -> None:
-    clock = time.perf_counter
+class Steps:
+    """Times each step; with a profile and a step index, profiles only that step."""
+
+    def __init__(self, profile: cProfile.Profile | None, only: int | None) -> None:
+        self.times = [0.0] * len(STEPS)
+        self.profile = profile
+        self.only = only
+
+    def run(self, index: int, listener: UdpListener, data: bytes, source: Address) -> None:
+        profile = self.profile if self.only == index else None
+        if profile is not None:
+            profile.enable()
+        t = time.perf_counter()
+        listener.datagram_received(data, source)
+        self.times[index] += time.perf_counter() - t
+        if profile is not None:
+            profile.disable()
+
+
+def one_call(wire: Wire, main: UdpListener, n: int, steps: Steps) -> None:
     wire.sent.clear()
     to_tag = b"%dSIPpTag011" % n
-    t = clock()
-    main.datagram_received(invite(n), UAC)
-    times[0] += clock() - t
+    steps.run(0, main, invite(n), UAC)
     listener, forwarded = wire.take(UAS[1])
     wire.take(UAC[1])  # 100 Trying
     ringing = response(forwarded, 180, b"Ringing", to_tag)
-    t = clock()
-    listener.datagram_received(ringing, UAS)
-    times[1] += clock() - t
+    steps.run(1, listener, ringing, UAS)
     wire.take(UAC[1])
     ok = response(forwarded, 200, b"OK", to_tag, SDP)
-    t = clock()
-    listener.datagram_received(ok, UAS)
-    times[2] += clock() - t
+    steps.run(2, listener, ok, UAS)
     _, upstream = wire.take(UAC[1])
     routes = [
         line.split(b":", 1)[1].strip()
@@ -134,19 +147,13 @@ def one_call(wire: Wire, main: UdpListener, n: int, times: list[float]) -> None:
         if line.startswith(b"Record-Route:")
     ]
     ack = in_dialog(b"ACK", 1, n, routes, to_tag)
-    t = clock()
-    main.datagram_received(ack, UAC)
-    times[3] += clock() - t
+    steps.run(3, main, ack, UAC)
     wire.take(UAS[1])
     bye = in_dialog(b"BYE", 2, n, routes, to_tag)
-    t = clock()
-    main.datagram_received(bye, UAC)
-    times[4] += clock() - t
+    steps.run(4, main, bye, UAC)
     listener, forwarded = wire.take(UAS[1])
     done = response(forwarded, 200, b"OK", None)
-    t = clock()
-    listener.datagram_received(done, UAS)
-    times[5] += clock() - t
+    steps.run(5, listener, done, UAS)
     wire.take(UAC[1])
 
 
@@ -166,19 +173,22 @@ async def main(args: argparse.Namespace) -> None:
     endpoint = server.endpoint
     assert endpoint is not None
     main_listener = next(listener for listener in endpoint.listeners if isinstance(listener, UdpListener))
-    times = [0.0] * len(STEPS)
     for n in range(200):  # warm-up: caches, first-use imports
-        one_call(wire, main_listener, n, times)
-    times = [0.0] * len(STEPS)
+        one_call(wire, main_listener, n, Steps(None, None))
     if not args.gc:
         gc.disable()
     profile = cProfile.Profile() if args.profile else None
+    only = STEPS.index(args.step) if args.step else None
+    steps = Steps(profile, only)
+    times = steps.times
     started = time.process_time()
-    if profile is not None:
+    if profile is not None and only is None:
         profile.enable()
     for n in range(10**6, 10**6 + args.calls):
-        one_call(wire, main_listener, n, times)
+        one_call(wire, main_listener, n, steps)
     # Every transaction's timers, fired at once (the server's clock never moved).
+    if profile is not None and only == len(STEPS) - 1:
+        profile.enable()
     t = time.perf_counter()
     endpoint.layer.handle_timer(endpoint.loop.time() + 100.0)
     endpoint._process()
@@ -201,5 +211,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=5000)
     parser.add_argument("--profile", type=int, metavar="N", default=0, help="cProfile: print the N costliest")
+    parser.add_argument("--step", choices=STEPS, help="with --profile: profile only this step")
     parser.add_argument("--gc", action="store_true", help="leave the garbage collector on")
     sys.exit(run(main(parser.parse_args())))

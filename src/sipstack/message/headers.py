@@ -436,7 +436,39 @@ def _delta_seconds(text: str) -> int:
 _TRANSPORTS = frozenset({"UDP", "TCP", "TLS", "SCTP", "WS", "WSS", "DTLS"})
 
 
+# One Via written the way nearly every implementation writes it: "SIP/2.0/" and an
+# upper-case transport, a hostname or IPv4 address, a port, unquoted parameters, no white
+# space around separators. What it matches, VIA_PARM_RE matches with the same parts; the rest
+# (lists, IPv6, quoted values, spaces) takes the general path.
+_SIMPLE_VIA_RE = re.compile(
+    rf"SIP/2\.0/([A-Z]+) ([A-Za-z0-9\-._]+)(?::([0-9]{{1,5}}))?"
+    rf"((?:;[{abnf.TOKEN_CHARS}]+(?:=[{abnf.TOKEN_CHARS}:]+)?)*)"
+)
+
+
 def parse_vias(value: str) -> list[Via]:
+    m = _SIMPLE_VIA_RE.fullmatch(value)
+    if m is not None:  # the common case, at about half the cost
+        transport, host, port, params = m.groups()
+        check_host(host)
+        via = object.__new__(Via)
+        via.protocol = "SIP/2.0"
+        via.transport = transport
+        via.host = host
+        if port is None:
+            via.port = None
+        else:
+            via.port = int(port)
+            if via.port > 65535:
+                raise ParseError(f"bad Via port {port!r}")
+        via._params = None
+        via._ptext = params
+        return [via]
+    return _parse_via_list(value)
+
+
+def _parse_via_list(value: str) -> list[Via]:
+    """The general path of :func:`parse_vias`: any via-parm list RFC 3261 allows."""
     out: list[Via] = []
     pos = 0
     n = len(value)

@@ -5,9 +5,12 @@ stamped Via parsed."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sipstack.errors import ParseError
 from sipstack.message import parse
+from sipstack.message.headers import _parse_via_list, parse_vias
 from sipstack.net import Address
 from sipstack.transport.via import stamp_via
 
@@ -97,3 +100,77 @@ def test_stamp_via_leaves_the_via_that_parsing_its_new_text_gives(via: str) -> N
     if "rport" in via.lower():
         assert stamped.rport == 40000
     assert message.via[0].params == stamped.params  # the full list agrees
+
+
+# -- the common-Via fast path of parse_vias agrees with the general parser ---------------------
+
+
+def _parts(vias: list) -> list[tuple]:
+    return [(v.protocol, v.transport, v.host, v.port, dict(v.params)) for v in vias]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "SIP/2.0/UDP 127.0.0.1:15080;branch=z9hG4bK-12345-1-0",
+        "SIP/2.0/UDP 127.0.0.1:15060;branch=z9hG4bKa1b2.1c3;rport",
+        "SIP/2.0/TCP proxy.example.com;branch=z9hG4bKx;received=192.0.2.1;rport=5060",
+        "SIP/2.0/UDP host.example:05060;branch=z9hG4bKx",
+        "SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bKx;alias",
+        "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKx;received=2001:db8::1",
+        "SIP/2.0/UDP a.example;maddr=224.2.0.1;ttl=16",
+    ],
+)
+def test_fast_path_agrees_with_the_general_parser(value: str) -> None:
+    assert _parts(parse_vias(value)) == _parts(_parse_via_list(value))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "SIP/2.0/UDP 127.0.0.1:99999;branch=z9hG4bKx",  # port out of range
+        "SIP/2.0/UDP 256.1.1.1;branch=z9hG4bKx",  # not an IPv4 address
+        "SIP/2.0/UDP a.example;branch=",  # empty value
+        "SIP/2.0/UDP a.example;;branch=z9hG4bKx",
+        "SIP/2.0/UDP a.example;rport=70000",
+    ],
+)
+def test_fast_path_refuses_what_the_general_parser_refuses(value: str) -> None:
+    def outcome(parse: object) -> str:
+        try:
+            vias = parse(value)  # type: ignore[operator]
+            for via in vias:
+                via.params  # noqa: B018
+        except ParseError:
+            return "refused"
+        return "accepted"
+
+    assert outcome(parse_vias) == outcome(_parse_via_list) == "refused"
+
+
+_TOKEN = st.text("abcXYZ019-._!%*+`'~", min_size=1, max_size=6)
+
+
+@given(
+    transport=st.sampled_from(["UDP", "TCP", "TLS", "SCTP", "WS", "Udp", "FOO"]),
+    host=st.one_of(
+        st.ip_addresses(v=4).map(str),
+        st.from_regex(r"[a-z][a-z0-9\-]{0,8}(\.[a-z]{2,4}){0,2}", fullmatch=True),
+    ),
+    port=st.one_of(st.none(), st.integers(0, 99999)),
+    params=st.lists(st.tuples(_TOKEN, st.one_of(st.none(), _TOKEN, st.just("1:2::3"))), max_size=4),
+)
+def test_fast_path_agrees_on_generated_vias(
+    transport: str, host: str, port: int | None, params: list
+) -> None:
+    value = f"SIP/2.0/{transport} {host}" + ("" if port is None else f":{port}")
+    value += "".join(f";{name}" + ("" if v is None else f"={v}") for name, v in params)
+
+    def outcome(parse: object) -> object:
+        try:
+            vias = parse(value)  # type: ignore[operator]
+            return _parts(vias)
+        except ParseError:
+            return "refused"
+
+    assert outcome(parse_vias) == outcome(_parse_via_list)
