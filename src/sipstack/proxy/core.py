@@ -499,8 +499,10 @@ class Proxy:
     async def forward_ack(self, request: Request, source: Address, target: Target | None = None) -> None:
         """An ACK for a 2xx is end to end: routed statelessly by its Route set, or to
         ``target`` (a binding) when its Request-URI is an AoR of ours (RFC 6026)."""
-        ack = request.copy()
-        assert isinstance(ack, Request)
+        # Edited in place: nothing reads the received ACK again. The branch's loop hash is
+        # the ACK's as received (§16.6 step 8), taken before the edits.
+        ack = request
+        branch = proxy_branch(request, 0)
         if target is not None:
             ack.uri = target.uri
             for value in reversed(target.path):
@@ -522,6 +524,5 @@ class Proxy:
         local = self.endpoint.local_address(address.transport, ":" in address.host)
         if local is None:
             return
-        branch = proxy_branch(request, 0)  # carries the loop hash (§16.3 step 4)
         ack.prepend_header("Via", f"SIP/2.0/{address.transport} {local.host_port};branch={branch}")
         self.endpoint.send_stateless(ack, address)
