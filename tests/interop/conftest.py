@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from netkit import free_port as free_port_udp_tcp
+from netkit import free_port
 
 SIPP = shutil.which("sipp")
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -51,16 +50,9 @@ def sipp_features() -> str:
     return m.group(1) if m else ""
 
 
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    """A port the kernel just handed out on 127.0.0.1 (bound to 0, then closed)."""
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def free_sipp_port() -> int:
     """A port free for both UDP and TCP (SIPp binds the one given with ``-p``)."""
-    return free_port_udp_tcp()
+    return free_port()
 
 
 def port_bound(port: int, transport: str) -> bool:

@@ -48,6 +48,8 @@ from typing import Any
 import pytest
 from serverkit import HOST, ServerKit
 
+from netkit import free_port
+
 BARESIP = shutil.which("baresip")
 CONFIG_TEMPLATE = Path(__file__).parent / "baresip" / "config"
 MODULE_DIRS = (
@@ -72,31 +74,6 @@ def module_path() -> str:
         if Path(folder, "ctrl_tcp.so").exists():
             return folder
     raise AssertionError(f"baresip is installed but its modules (ctrl_tcp.so) are in none of {MODULE_DIRS}")
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def free_sip_port() -> int:
-    """A port P with P free for UDP and TCP, and P+1 free for TCP (baresip's TLS listener)."""
-    for _ in range(100):
-        port = free_port(socket.SOCK_DGRAM)
-        if port >= 65535:
-            continue
-        socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(2)]
-        try:
-            socks[0].bind((HOST, port))
-            socks[1].bind((HOST, port + 1))
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-        return port
-    raise RuntimeError("no free port pair for baresip")
 
 
 # -- ctrl_tcp: JSON in netstrings ---------------------------------------------------------------
@@ -251,7 +228,7 @@ def start_phone(workdir: Path, user: str, password: str, kit: ServerKit, transpo
     for attempt in range(3):
         folder = workdir / f"{user}-{attempt}"
         folder.mkdir(parents=True)
-        sip_port, ctrl_port = free_sip_port(), free_port()
+        sip_port, ctrl_port = free_port(width=2), free_port()  # P+1: baresip's TLS listener
         config = template.substitute(
             sip_listen=f"{HOST}:{sip_port}", ctrl_listen=f"{HOST}:{ctrl_port}", module_path=module_path()
         )

@@ -42,6 +42,7 @@ import pytest
 import trustme
 
 from kamailiokit import KAMAILIO, KamailioProcess
+from netkit import free_port
 from sipstack.endpoint import Endpoint, IncomingRequest
 from sipstack.errors import SipTimeoutError, TransportError
 from sipstack.message import Request, Response
@@ -151,12 +152,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 # -- Kamailio -----------------------------------------------------------------------------------
 
 
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def tcp_accepts(port: int, timeout: float = 0.2) -> bool:
     try:
         with socket.create_connection((HOST, port), timeout=timeout):
@@ -186,8 +181,8 @@ class KamailioTls(KamailioProcess):
         shutil.copyfile(CONFIG_DIR / "kamailio.cfg", self.config)
         (workdir / "tls.cfg").write_text(pki.tls_cfg(mutual=mutual, method=method))
         self.relay_to = relay_to
-        self.tls_port = free_port(socket.SOCK_STREAM)
-        self.udp_port = free_port(socket.SOCK_DGRAM) if relay_to else None
+        self.tls_port = free_port()
+        self.udp_port = free_port() if relay_to else None
 
     def command(self) -> list[str]:
         assert KAMAILIO is not None
