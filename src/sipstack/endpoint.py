@@ -197,6 +197,8 @@ class Endpoint:
         self._timer_at: float | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._held = 0
+        self._outbox: list[tuple[bytes, Address, Any]] = []
         self._request_udp: list[UdpListener] = []
         # Answers of ``is_local`` (a proxy asks for every Via and Route) and of the UDP
         # listener lookup, per message otherwise; reset whenever the listeners change.
@@ -555,7 +557,31 @@ class Endpoint:
 
     # -- sending ---------------------------------------------------------------------------
 
+    def hold_sends(self) -> None:
+        """(TransportUser) The UDP datagrams of one wake-up are about to be handled: what
+        they make this endpoint send waits for :meth:`release_sends` (see ``transport.udp``)."""
+        self._held += 1
+
+    def release_sends(self) -> None:
+        """(TransportUser) Send what waited, in order; then deliver what failing sends
+        reported to their transactions."""
+        self._held -= 1
+        if self._held or not self._outbox:
+            return
+        outbox = self._outbox
+        self._outbox = []
+        for data, address, tx in outbox:
+            self._send_out(data, address, tx)
+        if self.layer._events:
+            self._process()
+
     def _send(self, data: bytes, address: Address, tx: Any) -> None:
+        if self._held:
+            self._outbox.append((data, address, tx))
+            return
+        self._send_out(data, address, tx)
+
+    def _send_out(self, data: bytes, address: Address, tx: Any) -> None:
         if self.tracer is not None:
             self.tracer("send", data, address)
         try:

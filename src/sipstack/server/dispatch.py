@@ -264,7 +264,13 @@ class Dispatcher:
             self.stats["relay_drops"],
         )
 
-    # The transport user's method, for the shared listeners.
+    # The transport user's methods, for the shared listeners.
+    def hold_sends(self) -> None:
+        self.endpoint.hold_sends()
+
+    def release_sends(self) -> None:
+        self.endpoint.release_sends()
+
     def datagram_received(self, data: bytes, source: Address, listener: UdpListener) -> None:
         assert self._deliver is not None
         if data[:4] != b"SIP/":  # a request (responses come to our own port)
@@ -291,6 +297,13 @@ class Dispatcher:
             log.debug("cannot pass a request to worker %d (%s): dropped", owner + 1, exc)
 
     def _readable(self) -> None:
+        self.endpoint.hold_sends()  # as the listeners do (see transport.udp)
+        try:
+            self._relayed()
+        finally:
+            self.endpoint.release_sends()
+
+    def _relayed(self) -> None:
         assert self._deliver is not None
         for _ in range(256):  # bounded: let the loop serve the sockets in between
             try:

@@ -13,6 +13,14 @@ uvloop each error with its sign lost, which uvloop takes for a datagram of four 
 stops watching the socket for good. So the socket sits in an epoll set of its own, and the
 event loop watches that set's descriptor, which only ever turns readable: the error queue is
 read here, by this module alone.
+
+A wake-up reads the datagrams waiting (a bounded batch), then hands them over between the
+user's ``hold_sends`` and ``release_sends``: the user sends what they produced once all are
+handled. The system calls and the Python work then each run in a stretch of their own
+instead of in turns, a send after every message — the kernel's delivery of a loopback or LAN
+datagram, done by the sender, otherwise evicts the parser's and the transactions' warm state
+from the CPU's caches once per message (a proxy at 1000 calls/s spent about 10 % less CPU per
+call in batches). A send waits at most for the rest of its batch to be handled.
 """
 
 from __future__ import annotations
@@ -136,27 +144,39 @@ class UdpListener:
             # here, among a steady flow of datagrams that never leaves the socket idle:
             # read them now and then (they take receive buffer space until read).
             self._read_errors()
+        received = []
+        busy = True  # a full batch: the loop calls again at once
         recvfrom = sock.recvfrom
         for i in range(_READS_PER_WAKEUP):
             try:
-                data, addr = recvfrom(_MAX_DATAGRAM)
+                received.append(recvfrom(_MAX_DATAGRAM))
             except (BlockingIOError, InterruptedError):
                 if i == 0:
                     # Woken with nothing to read: the ICMP error queue is not empty (a
                     # socket with queued errors stays ready until they are read).
                     self._read_errors()
-                return
+                busy = False
+                break
             except OSError as exc:
                 # An ICMP error for an earlier datagram, reported once by the socket.
                 self.error_received(exc)
-                continue
+        if received:
+            user = self.user
+            user.hold_sends()
             try:
-                self.datagram_received(data, addr)
-            except Exception:
-                log.exception("UDP %s: handling a datagram from %s:%s failed", self.local, addr[0], addr[1])
-        # Still busy: errors may have come among the datagrams (they take receive buffer
-        # space until read), and a busy socket never wakes up with nothing to read.
-        self._read_errors()
+                for data, addr in received:
+                    try:
+                        self.datagram_received(data, addr)
+                    except Exception:
+                        log.exception(
+                            "UDP %s: handling a datagram from %s:%s failed", self.local, addr[0], addr[1]
+                        )
+            finally:
+                user.release_sends()
+        if busy:
+            # Still busy: errors may have come among the datagrams (they take receive
+            # buffer space until read), and a busy socket never wakes up with nothing to read.
+            self._read_errors()
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
         # RFC 5626 §8: STUN shares the SIP port; its first byte is below 0x40, a SIP
