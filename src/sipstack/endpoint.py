@@ -198,6 +198,7 @@ class Endpoint:
         self._sweeper: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._held = 0
+        self._inbox: list[tuple[Request | Response, Address]] = []
         self._outbox: list[tuple[bytes, Address, Any]] = []
         self._request_udp: list[UdpListener] = []
         # Answers of ``is_local`` (a proxy asks for every Via and Route) and of the UDP
@@ -319,6 +320,9 @@ class Endpoint:
             message = parse(data, strict=self.strict)
         except ParseError as exc:
             self._malformed(data, exc, source)
+            return
+        if self._held:
+            self._inbox.append((message, source))  # handled at end_batch
             return
         self._received(message, source)
 
@@ -557,15 +561,26 @@ class Endpoint:
 
     # -- sending ---------------------------------------------------------------------------
 
-    def hold_sends(self) -> None:
-        """(TransportUser) The UDP datagrams of one wake-up are about to be handled: what
-        they make this endpoint send waits for :meth:`release_sends` (see ``transport.udp``)."""
+    def begin_batch(self) -> None:
+        """(TransportUser) The UDP datagrams of one wake-up are about to be handed over: they
+        are parsed as they come, and passed to the transactions at :meth:`end_batch`; what
+        they make this endpoint send goes after all of them (see ``transport.udp``)."""
         self._held += 1
 
-    def release_sends(self) -> None:
-        """(TransportUser) Send what waited, in order; then deliver what failing sends
-        reported to their transactions."""
-        self._held -= 1
+    def end_batch(self) -> None:
+        """(TransportUser) Pass the batch's messages on, in order; then send what they
+        produced, in order; then deliver what failing sends reported to their transactions."""
+        try:
+            while self._held == 1 and self._inbox:
+                inbox = self._inbox
+                self._inbox = []
+                for message, source in inbox:
+                    try:
+                        self._received(message, source)
+                    except Exception:  # one message's failure must not cost the others
+                        log.exception("handling a message from %s failed", source)
+        finally:
+            self._held -= 1
         if self._held or not self._outbox:
             return
         outbox = self._outbox

@@ -1,5 +1,5 @@
 """The datagrams one wake-up reads are handled first, and what they make the endpoint send goes
-out after them, in order (``transport.udp``; ``Endpoint.hold_sends`` / ``release_sends``) —
+out after them, in order (``transport.udp``; ``Endpoint.begin_batch`` / ``end_batch``) —
 over real loopback sockets."""
 
 from __future__ import annotations
@@ -87,14 +87,14 @@ async def test_a_send_failing_after_its_batch_still_fails_its_transaction() -> N
                 ("CSeq", "1 OPTIONS"),
             ],
         )
-        endpoint.hold_sends()
+        endpoint.begin_batch()
         attempt = asyncio.ensure_future(endpoint.request(request, Address("UDP", "255.255.255.255", 5060)))
         for _ in range(5):
             await asyncio.sleep(0)
         assert not attempt.done()  # held: nothing tried yet
         loop = asyncio.get_running_loop()
         released = loop.time()
-        endpoint.release_sends()
+        endpoint.end_batch()
         try:
             await asyncio.wait_for(attempt, 2.0)
         except TransportError:

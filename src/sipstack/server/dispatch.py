@@ -265,11 +265,11 @@ class Dispatcher:
         )
 
     # The transport user's methods, for the shared listeners.
-    def hold_sends(self) -> None:
-        self.endpoint.hold_sends()
+    def begin_batch(self) -> None:
+        self.endpoint.begin_batch()
 
-    def release_sends(self) -> None:
-        self.endpoint.release_sends()
+    def end_batch(self) -> None:
+        self.endpoint.end_batch()
 
     def datagram_received(self, data: bytes, source: Address, listener: UdpListener) -> None:
         assert self._deliver is not None
@@ -297,11 +297,11 @@ class Dispatcher:
             log.debug("cannot pass a request to worker %d (%s): dropped", owner + 1, exc)
 
     def _readable(self) -> None:
-        self.endpoint.hold_sends()  # as the listeners do (see transport.udp)
+        self.endpoint.begin_batch()  # as the listeners do (see transport.udp)
         try:
             self._relayed()
         finally:
-            self.endpoint.release_sends()
+            self.endpoint.end_batch()
 
     def _relayed(self) -> None:
         assert self._deliver is not None

@@ -58,12 +58,12 @@ class TransportUser(Protocol):
 
     def datagram_received(self, data: bytes, source: Address, listener: UdpListener) -> None: ...
 
-    def hold_sends(self) -> None:
-        """The datagrams read in one wake-up are about to be handed over: keep what they
-        make the user send until :meth:`release_sends`."""
+    def begin_batch(self) -> None:
+        """The datagrams read in one wake-up are about to be handed over: the user may keep
+        them, and what they make it send, until :meth:`end_batch`."""
 
-    def release_sends(self) -> None:
-        """They have been: send what was kept, in order."""
+    def end_batch(self) -> None:
+        """They have been: handle what was kept, then send, in order."""
 
     def stream_message(
         self, message: Request | Response | Malformed, source: Address, connection: Connection
