@@ -20,10 +20,11 @@ started here in a session of its own and stopped by that session's process group
 
 1. CPU per call: ``--cpu-rate`` calls/s (200), then ``--cpu-rate-high`` calls/s (1000, the rate
    of the anchor harness's figures), each for ``--cpu-seconds`` (10 s) after a warm-up at that
-   rate until the system's steady state: sipstack keeps a finished transaction 32 s
-   (RFC 6026 Timers L and M, RFC 3261 Timer J: 64*T1), so its warm-up is 34 s; Kamailio's tm
-   keeps one 5 s (its wait timer), 7 s. CPU = utime + stime (/proc/PID/stat) of every process
-   of the system's session over the run, divided by the successful calls.
+   rate until the system's steady state: sipstack keeps a finished transaction 32 s (RFC 6026
+   Timers L and M, RFC 3261 Timer J: 64*T1), so its warm-up is 34 s; Kamailio's tm keeps one
+   5 s (its wait timer), 7 s. CPU = the run time the scheduler counts (/proc/PID/schedstat; utime
+   + stime where it is missing) of every process of the system's session over the run, divided
+   by the successful calls.
 2. Highest rate: steps of ``--step-seconds`` (3 s) at 800, 1200, 1600, 2400, 3200, 4800 ...
    calls/s until a step misses, then one bisection step. Every run is bounded: a fresh SIPp UAS
    (``-timeout``) and a SIPp UAC placing ``rate * seconds`` calls (``-m``), stopped 4 s after the
@@ -855,7 +856,7 @@ def report(results: list[Result], settings: Settings, quick: bool, ports: tuple[
         f"Proxy benchmark ({'--quick' if quick else 'full'}): {os.cpu_count()} CPUs, Linux "
         f"{platform.release()}, Python {platform.python_version()}; SIPp UAC {HOST}:{ports[2]} -> proxy "
         f"{HOST}:{ports[0]} -> SIPp UAS {HOST}:{ports[1]}, INVITE/100/180/200/ACK/BYE/200 record-routed; "
-        f"CPU = utime+stime of every process of the proxy's session (clock tick {1000 / CLK_TCK:.0f} ms)"
+        "CPU = scheduler run time (schedstat) of every process of the proxy's session"
     )
     if settings.warmup_seconds is None:
         warm = ", after a warm-up at that rate until the steady state (sipstack 34 s, Kamailio 7 s)"

@@ -21,12 +21,13 @@ and in Kamailio's hash table; SIPp reads them in turn from an injection file, so
 round every REGISTER refreshes the one binding of its address-of-record, as re-registering
 phones do. One SIPp call is one registration (two REGISTER transactions with auth).
 
-1. CPU per 1000 registrations: SIPp at ``--cpu-rate`` registrations/s (500) for
-   ``--cpu-seconds`` (10 s), after a warm-up at that rate until the system's steady state:
-   sipstack keeps every answered REGISTER transaction 32 s (RFC 3261 Timer J) so 34 s;
-   Kamailio answers statelessly and keeps only the bindings, which the first round of users
-   creates: 2 s or the time of one round. CPU = utime + stime (/proc/PID/stat) of every
-   process of the system's session during the load, per 1000 registrations answered 200.
+1. CPU per 1000 registrations: SIPp at ``--cpu-rate`` registrations/s (500) for ``--cpu-seconds``
+   (10 s), after a warm-up at that rate until the system's steady state: sipstack
+   keeps every answered REGISTER transaction 32 s (RFC 3261 Timer J) so 34 s; Kamailio answers
+   statelessly and keeps only the bindings, which the first round of users creates: 2 s or the
+   time of one round. CPU = the run time the scheduler counts (/proc/PID/schedstat; utime +
+   stime where it is missing) of every process of the system's session during the load, per
+   1000 registrations answered 200.
 2. Highest rate with no failure: on the same process, steps of ``--step-seconds`` (2 s) at
    1000, 2000, 4000 ... registrations/s until a step misses (or SIPp is busy >= 90 % of a
    core), then bisection steps. A run passes when SIPp sent >= 95 % of the rate and every
@@ -614,8 +615,8 @@ def report(runs: list[Run], settings: Settings, quick: bool, fsync: float, load_
     say(
         f"REGISTER benchmark ({'--quick' if quick else 'full'}): {os.cpu_count()} CPUs, "
         f"Linux {platform.release()}, Python {platform.python_version()}; SIPp -t u1, "
-        f"{settings.users} users in turn; CPU = utime+stime of every process of the system's session "
-        f"(clock tick {1000 / CLK_TCK:.0f} ms); load average before: {load_before}"
+        f"{settings.users} users in turn; CPU = scheduler run time (schedstat) of every process of the "
+        f"system's session; load average before: {load_before}"
     )
     say(
         "A registration = one SIPp call: REGISTER -> 200 without auth; REGISTER -> 401 -> REGISTER -> 200 "
