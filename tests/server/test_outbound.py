@@ -220,31 +220,23 @@ def listen_args(port: int) -> list[str]:
 def start_edge(
     serve: Serve, tmp_path: Path, name: str, registrar_port: int, *, outbound: bool = True
 ) -> tuple:
+    port = free_port()
     config = tmp_path / f"{name}.toml"
     config.write_text("[outbound]\nedge = true\n" if outbound else "[proxy]\nrecord_route = true\n")
-    # free_port() is free when asked, not always when the edge binds it: the TCP connections
-    # the other servers of the test open take ephemeral ports from the same range (seen
-    # once: "Address already in use"). Another port then.
-    for _ in range(3):
-        port = free_port()
-        process = serve(
-            "--config",
-            str(config),
-            *listen_args(port),
-            "--domain",
-            f"{name}.invalid",
-            "--default-route",
-            f"sip:{HOST}:{registrar_port};transport=tcp",
-            "--no-auth",
-            "--data-dir",
-            str(tmp_path / name),
-        )
-        if process.wait_options(port):
-            return process, port
-        if "Address already in use" not in process.log():
-            break
-        process.kill_all()
-    raise AssertionError(process.log())
+    process = serve(
+        "--config",
+        str(config),
+        *listen_args(port),
+        "--domain",
+        f"{name}.invalid",
+        "--default-route",
+        f"sip:{HOST}:{registrar_port};transport=tcp",
+        "--no-auth",
+        "--data-dir",
+        str(tmp_path / name),
+    )
+    assert process.wait_options(port), process.log()
+    return process, port
 
 
 @pytest.fixture
