@@ -75,14 +75,21 @@ def in_dialog(method: bytes, cseq: int, n: int, routes: list[bytes], to_tag: byt
 
 
 def response(request: bytes, code: int, reason: bytes, to_tag: bytes | None, body: bytes = b"") -> bytes:
-    """A UAS's response: the request's Via, From, To (+ tag), Call-ID, CSeq, Record-Route."""
+    """A UAS's response: the request's Via, From, To (+ tag), Call-ID, CSeq, Record-Route —
+    as SIPp's ``[last_Via:]`` writes them, the Vias joined on one line."""
     lines = []
+    vias = []
     for line in request.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
         name = line.split(b":", 1)[0].strip().lower()
-        if name in _COPIED or name == b"record-route":
+        if name in (b"via", b"v"):
+            vias.append(line.split(b":", 1)[1].strip())
+            if len(vias) == 1:
+                lines.append(b"")  # the place of the joined line
+        elif name in _COPIED or name == b"record-route":
             lines.append(line)
         elif name in (b"to", b"t"):
             lines.append(line + (b";tag=" + to_tag if to_tag and b"tag=" not in line else b""))
+    lines[lines.index(b"")] = b"Via: " + b", ".join(vias)
     lines.append(b"Contact: <sip:uas@127.0.0.1:25070>")
     if body:
         lines.append(b"Content-Type: application/sdp")

@@ -449,22 +449,52 @@ _SIMPLE_VIA_RE = re.compile(
 def parse_vias(value: str) -> list[Via]:
     m = _SIMPLE_VIA_RE.fullmatch(value)
     if m is not None:  # the common case, at about half the cost
-        transport, host, port, params = m.groups()
-        check_host(host)
-        via = object.__new__(Via)
-        via.protocol = "SIP/2.0"
-        via.transport = transport
-        via.host = host
-        if port is None:
-            via.port = None
-        else:
-            via.port = int(port)
-            if via.port > 65535:
-                raise ParseError(f"bad Via port {port!r}")
-        via._params = None
-        via._ptext = params
-        return [via]
+        return [_simple_via(m)]
     return _parse_via_list(value)
+
+
+def parse_top_via(value: str) -> Via:
+    """The first Via of a Via line's ``value``, without parsing (or checking) the ones after
+    it on the line: what matching and routing read (RFC 3261 §17.1.3, §18.2.2). A line may
+    carry several Vias — SIPp's ``[last_Via:]`` joins a proxied request's two in one."""
+    m = _SIMPLE_VIA_RE.match(value)
+    if m is not None:
+        end = m.end()
+        if end == len(value) or value[end:].lstrip(" \t")[:1] == ",":
+            return _simple_via(m)
+    return _parse_via_list(value)[0]
+
+
+def has_more_vias(value: str) -> bool:
+    """Whether a Via line's ``value`` carries another Via after the first (the ones after the
+    first are not parsed when the first has the common form)."""
+    m = _SIMPLE_VIA_RE.match(value)
+    if m is not None:
+        rest = value[m.end() :].lstrip(" \t")
+        if not rest:
+            return False
+        if rest[0] == ",":
+            return bool(rest[1:].strip(" \t"))
+    return len(_parse_via_list(value)) > 1
+
+
+def _simple_via(m: re.Match[str]) -> Via:
+    """The Via that :data:`_SIMPLE_VIA_RE` matched."""
+    transport, host, port, params = m.groups()
+    check_host(host)
+    via = object.__new__(Via)
+    via.protocol = "SIP/2.0"
+    via.transport = transport
+    via.host = host
+    if port is None:
+        via.port = None
+    else:
+        via.port = int(port)
+        if via.port > 65535:
+            raise ParseError(f"bad Via port {port!r}")
+    via._params = None
+    via._ptext = params
+    return via
 
 
 def _parse_via_list(value: str) -> list[Via]:

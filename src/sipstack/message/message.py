@@ -40,6 +40,7 @@ from .headers import (
     check_addresses,
     check_name,
     check_vias,
+    has_more_vias,
     parse_accept,
     parse_auth,
     parse_call_id,
@@ -53,6 +54,7 @@ from .headers import (
     parse_option_tags,
     parse_routes,
     parse_tokens,
+    parse_top_via,
     parse_vias,
     pretty_name,
     split_list,
@@ -65,7 +67,7 @@ _MANDATORY = ("via", "from", "to", "call-id", "cseq")
 _MANDATORY_SET = frozenset(_MANDATORY)
 # Every parse checks what the transaction layer and a proxy rely on: Call-ID, CSeq, From
 # and To (of requests), Max-Forwards, Content-Length, Route, and the Vias — all of them in
-# strict mode, the first Via line alone otherwise (kept under this key: Message.top_via).
+# strict mode, the first Via alone otherwise (kept under this key: Message.top_via).
 _TOP_VIA = "via:top"  # the cache key of the first Via parsed alone (Message.top_via)
 
 # Typed accessor definitions: canonical name -> (parser of one line's value, is a list).
@@ -372,8 +374,8 @@ class Message:
 
     @property
     def top_via(self) -> Via:
-        """The first Via, parsed from the first Via line alone: what matching and routing a
-        message needs (RFC 3261 §17.1.3, §17.2.3, §18.2.2), without the Vias below it — a
+        """The first Via, parsed alone: what matching and routing a message needs (RFC 3261
+        §17.1.3, §17.2.3, §18.2.2), without the Vias after it (on its line or below) — a
         proxy's responses carry at least two. ParseError when it is malformed or missing."""
         typed = self._typed
         top = typed.get(_TOP_VIA)
@@ -385,7 +387,7 @@ class Message:
         i = self._index().get("via")
         if i is None:
             raise ParseError("missing Via header")
-        top = typed[_TOP_VIA] = parse_vias(_line_value(self._lines[i]))[0]
+        top = typed[_TOP_VIA] = parse_top_via(_line_value(self._lines[i]))
         return top
 
     def set_top_via(self, value: str, via: Via) -> None:
@@ -400,7 +402,10 @@ class Message:
         positions = self._positions("via")
         if len(positions) > 1:
             return True
-        return bool(positions) and "," in self._lines[positions[0]] and len(self.via) > 1
+        if not positions:
+            return False
+        line = self._lines[positions[0]]
+        return "," in line and has_more_vias(_line_value(line))
 
     @property
     def from_(self) -> NameAddr:
@@ -808,8 +813,8 @@ def _parse(data: bytes, strict: bool) -> Request | Response:
         value = msg._compute("via")
         if type(value) is ParseError:
             raise value
-    else:  # the first Via line only: what matching and routing read (§16.3 step 1)
-        typed[_TOP_VIA] = parse_vias(_line_value(lines[first["via"]]))[0]
+    else:  # the first Via only: what matching and routing read (§16.3 step 1)
+        typed[_TOP_VIA] = parse_top_via(_line_value(lines[first["via"]]))
     if "route" in first:
         value = msg._compute("route")
         if type(value) is ParseError:

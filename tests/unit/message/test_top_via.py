@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from sipstack.errors import ParseError
 from sipstack.message import parse
-from sipstack.message.headers import _parse_via_list, parse_vias
+from sipstack.message.headers import _parse_via_list, has_more_vias, parse_top_via, parse_vias
 from sipstack.net import Address
 from sipstack.transport.via import stamp_via
 
@@ -62,6 +62,22 @@ def test_one_via_line_with_two_values_counts_as_two() -> None:
     assert message.top_via.branch == "z9hG4bKproxy.1"
     alone = parse(request("SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKone"), strict=False)
     assert not alone.has_second_via()
+
+
+def test_a_proxy_reads_the_first_via_of_a_joined_line_alone() -> None:
+    # SIPp's [last_Via:] writes a proxied request's Vias on one line, so a proxy receives its
+    # own Via and the caller's together; it reads its own and passes the rest on unread.
+    joined = RESPONSE.replace(b";rport=5060\r\nVia: ", b";rport=5060, ")
+    lower_bad = joined.replace(b"SIP/2.0/UDP 10.0.0.2:5070", b"SIP/2.0/UDP 10.0.0.2:99999")
+    message = parse(lower_bad, strict=False)
+    assert message.top_via.branch == "z9hG4bKproxy.1"
+    assert message.has_second_via()
+    message.pop_value("via")
+    assert b"Via: SIP/2.0/UDP 10.0.0.2:99999;branch=z9hG4bKcaller" in bytes(message)
+    with pytest.raises(ParseError):
+        parse(lower_bad, strict=True)
+    with pytest.raises(ParseError):  # the first one is checked as ever
+        parse(joined.replace(b"10.0.0.1:5060", b"10.0.0.1:99999"), strict=False)
 
 
 def test_edits_to_the_via_lines_drop_the_top_via_read_before() -> None:
@@ -174,3 +190,47 @@ def test_fast_path_agrees_on_generated_vias(
             return "refused"
 
     assert outcome(parse_vias) == outcome(_parse_via_list)
+
+
+@given(
+    first=st.sampled_from(
+        [
+            "SIP/2.0/UDP 127.0.0.1:15060;branch=z9hG4bKa1b2.1c3;rport",
+            "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx;received=192.0.2.1;rport=5060",
+            "SIP/2.0/TCP p.example:5061;branch=z9hG4bKx;alias",
+            "SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bKv6",  # the general path
+            'SIP/2.0/UDP a.example;branch=z9hG4bKq;x="a, b"',  # a comma in a quoted value
+            "SIP/2.0/UDP a.example:99999;branch=z9hG4bKx",  # refused either way
+        ]
+    ),
+    separator=st.sampled_from([", ", ",", " , ", "\t,\t", " ", ""]),
+    second=st.sampled_from(
+        ["", "SIP/2.0/UDP 127.0.0.1:15080;branch=z9hG4bK-1-1-0", "SIP/2.0/UDP b.example;branch=z9hG4bKy"]
+    ),
+)
+def test_first_via_of_a_line_agrees_with_the_general_parser(first: str, separator: str, second: str) -> None:
+    # Whenever the general parser reads the whole line, the first Via read alone is its first,
+    # and has_more_vias says whether it found more than one; where it refuses the line, the
+    # first Via is refused too unless the fault is after it.
+    value = first + separator + second if separator or second else first
+    try:
+        everything = _parse_via_list(value)
+    except ParseError:
+        everything = None
+    try:
+        alone = _parts([parse_top_via(value)])[0]
+        more = has_more_vias(value)
+    except ParseError:
+        alone = more = None
+    if everything is not None:
+        assert alone == _parts(everything)[0]
+        assert more == (len(everything) > 1)
+    else:
+        try:
+            first_alone = _parse_via_list(first)
+        except ParseError:
+            first_alone = None
+        if first_alone is None:
+            assert alone is None
+        elif alone is not None:
+            assert alone == _parts(first_alone)[0]
