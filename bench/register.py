@@ -305,11 +305,14 @@ class RegLoad(Load):
 
 
 def machine_busy() -> float:
-    """CPU seconds the whole machine has been busy (not idle, not waiting for I/O)."""
+    """CPU seconds the whole machine has been busy (not idle, not waiting for I/O) since boot:
+    the elapsed capacity less /proc/stat's idle and iowait, which a tickless kernel keeps
+    exactly (its user and system fields are sampled at each timer tick and read low, see
+    ``bench/proxy.py``'s ``machine_ticks``)."""
     with open("/proc/stat") as f:
-        fields = [int(v) for v in f.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+        fields = f.readline().split()[1:]
+    idle = (int(fields[3]) + int(fields[4])) / CLK_TCK
+    return time.clock_gettime(time.CLOCK_BOOTTIME) * (os.cpu_count() or 1) - idle
 
 
 def run_sipp(
