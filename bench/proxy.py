@@ -39,8 +39,9 @@ started here in a session of its own and stopped by that session's process group
    than 0.1 % of the calls late. After a run that missed, the system is restarted (its leftover
    transactions would go on retransmitting into the next run for up to 32 s). In the full run
    sipstack's highest rate is then held for 35 s, into its steady state, and that run counts too;
-   when that hold misses, lower rates are held as long (halfway down to the highest rate that
-   passed its steps, then that one; at most 4 holds), so that the rate reported was held.
+   when that hold misses, lower rates are held as long (the highest step without late
+   transactions, then halfway between the highest held and the lowest missed; at most 4 holds),
+   so that the rate reported was held.
 
 SIPp runs with ``-default_behaviors all,-abortunexp``: a message out of order (a 180 that a second
 worker relays after the 200, an ACK after the BYE) is logged (``-trace_err``) and ignored, as a
@@ -754,6 +755,38 @@ class Bench:
                 break
             step(mid)
 
+    def hold_down(self, best: int) -> None:
+        """Hold ``best`` past the system's state lifetime; while a hold misses, hold lower rates,
+        so that the rate reported was held: first the highest rate whose step passed without
+        late transactions (a step with retransmissions already collapses when held), then
+        halfway between the highest rate held and the lowest missed, at most MAX_HOLDS holds."""
+        result, system = self.result, self.system
+        held_ok = 0
+        held_bad: int | None = None
+        hold: int | None = best
+        for _ in range(MAX_HOLDS):
+            if hold is None:
+                break
+            run = self.load(hold, system.state_seconds + 3.0, "steady")
+            result.steady = run
+            result.steps.append(run)
+            if run.verdict == "pass":
+                held_ok = max(held_ok, hold)
+            else:
+                held_bad = hold if held_bad is None else min(held_bad, hold)
+            if held_bad is None:
+                break  # the highest step held: nothing to look for above it
+            steps = [s for s in result.steps if s.tag != "steady" and s.rate < held_bad and s.good()]
+            if not held_ok:
+                clean = [s.rate for s in steps if s.good(strict=True)]
+                lower = max(clean or [s.rate for s in steps], default=0)
+                hold = lower or None
+                continue
+            grain = RATE_GRAIN if held_ok < 1000 else 2 * RATE_GRAIN
+            mid = round((held_ok + held_bad) / 2 / grain) * grain
+            wide = held_bad - held_ok > max(RATE_GRAIN, 0.1 * held_ok)
+            hold = mid if wide and held_ok < mid < held_bad else None
+
     def measure(self) -> Result:
         system, settings, result = self.system, self.settings, self.result
         say(f"\n== {system.label}: {' '.join(system.argv)}")
@@ -773,21 +806,7 @@ class Bench:
         if settings.confirm and system.state_seconds > 2 * settings.step_seconds and best:
             # The steps are shorter than the time this system keeps its transactions: hold the
             # highest rate until its state is full, and then some.
-            hold = best
-            for _ in range(MAX_HOLDS):
-                result.steady = self.load(hold, system.state_seconds + 3.0, "steady")
-                result.steps.append(result.steady)
-                if result.steady.verdict == "pass":
-                    break
-                # Not sustained: hold a lower rate, halfway down to the highest that passed
-                # its steps while the gap is wide, else that one, so that the figure reported
-                # is one held past the state's lifetime too.
-                good, bad = result.bounds()
-                if not good or bad is None:
-                    break
-                grain = RATE_GRAIN if good < 1000 else 2 * RATE_GRAIN
-                mid = round((good + bad) / 2 / grain) * grain
-                hold = mid if bad - good > max(RATE_GRAIN, 0.1 * good) and good < mid < bad else good
+            self.hold_down(best)
         return result
 
 
