@@ -80,6 +80,7 @@ class ClientInviteTransaction(ClientTransaction):
         state = self.state
         if state in (State.CALLING, State.PROCEEDING):
             self._stop("A")
+            self._data = b""  # nothing retransmits the INVITE after a response (kept up to 32 s)
             if code >= 200:
                 self._stop("B")
             if code < 200:
@@ -139,6 +140,7 @@ class ClientNonInviteTransaction(ClientTransaction):
         else:
             self.state = State.COMPLETED
             self._stop("E", "F")
+            self._data = b""  # the request is not sent again (Timer K may keep it 5 s)
             self._start_wait("K", 0.0 if self.reliable else self.layer.timers.K, now)
         self._to_tu(response)
 

@@ -112,6 +112,7 @@ def test_provisional_in_calling_goes_to_the_tu_stops_timer_a_and_enters_proceedi
     assert events[0].source == PEER_UDP
     assert tx.state is State.PROCEEDING
     assert tx.last_response.status_code == code
+    assert tx._data == b""  # the INVITE's bytes are let go: a proxy's ICT lives on up to 32 s
     assert sent(advance(layer, 100.0), "INVITE") == []
 
 

@@ -149,6 +149,7 @@ def test_final_response_goes_to_the_tu_and_enters_completed(layer, code, provisi
     assert events[0].transaction is tx and events[0].response.status_code == code
     assert tx.state is State.COMPLETED
     assert tx.last_response.status_code == code
+    assert tx._data == b""  # the request's bytes are let go while Timer K runs
     recs = advance(layer, 100.0)
     assert sent(recs) == []
     assert [(r.time, r.kind) for r in recs] == [(6.0, "TransactionTerminated")]
