@@ -88,6 +88,19 @@ def free_udp_port() -> int:
         return sock.getsockname()[1]
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, capacity) CPU seconds of the whole machine since boot: the capacity is the time
+    since boot times the CPUs, busy is that less /proc/stat's idle and iowait, which a tickless
+    kernel keeps exactly. (/proc/stat's user and system fields are sampled at each timer tick
+    and miss a process that runs between two ticks, as SIPp's tick-aligned sends do: their sum
+    read 17 % of the machine busy where every process's own run time added up to 29 %.)"""
+    with open("/proc/stat") as f:
+        values = f.readline().split()[1:]
+    idle = (int(values[3]) + (int(values[4]) if len(values) > 4 else 0)) / CLK_TCK
+    capacity = time.clock_gettime(time.CLOCK_BOOTTIME) * (os.cpu_count() or 1)
+    return capacity - idle, capacity
+
+
 def session_ticks(sid: int) -> dict[int, float]:
     """CPU time of every live process of session ``sid``, by PID, in clock ticks: the
     scheduler's exact run time (``/proc/PID/schedstat``, nanoseconds) where the kernel keeps

@@ -73,7 +73,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from options import CLK_TCK, HOST, fmt, ratio, say, session_ticks, start_process, stop_all, stop_process
+from options import (
+    CLK_TCK,
+    HOST,
+    fmt,
+    machine_cpu,
+    ratio,
+    say,
+    session_ticks,
+    start_process,
+    stop_all,
+    stop_process,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -160,19 +171,6 @@ def other_sip_processes() -> list[str]:
         if name in ("sipp", "kamailio") or "sipstack serve" in text or "-m sipstack" in text:
             found.append(f"{entry.name}: {text[:100]}")
     return found
-
-
-def machine_ticks() -> tuple[float, float]:
-    """(busy, total) clock ticks of all CPUs since boot: the elapsed capacity (time since boot
-    times the CPUs) and, busy, that less /proc/stat's idle and iowait, which a tickless kernel
-    keeps exactly. /proc/stat's user and system fields are sampled at each timer tick and miss
-    a process that runs between two ticks (SIPp's sends are aligned on them): their sum read
-    10 % of the machine busy where the processes' own run times added up to 28 %."""
-    with open("/proc/stat") as f:
-        values = f.readline().split()[1:]
-    idle = int(values[3]) + (int(values[4]) if len(values) > 4 else 0)  # idle + iowait
-    total = time.clock_gettime(time.CLOCK_BOOTTIME) * (os.cpu_count() or 1) * CLK_TCK
-    return total - idle, total
 
 
 def probe(port: int, timeout: float) -> bool:
@@ -570,7 +568,7 @@ def run_load(
         "-l", str(count),  # open loop: slow answers must not slow the calling down
         "-d", "0",  # the pause between ACK and BYE
     ]  # fmt: skip
-    machine0 = machine_ticks()
+    machine0 = machine_cpu()
     before = system.ticks()
     t0 = time.monotonic()
     uac = start_process(uac_argv, workdir / f"{stem}.uac.log", workdir)
@@ -578,7 +576,7 @@ def run_load(
     while time.monotonic() < t0 + seconds and not exited(uac):
         time.sleep(0.02)
     during = system.ticks()
-    machine1 = machine_ticks()
+    machine1 = machine_cpu()
     placing = time.monotonic() - t0
     uac_cpu, run.overran = reap(uac, t0 + limit)
     run.wall = time.monotonic() - t0
@@ -589,7 +587,7 @@ def run_load(
         ((during[p] - before.get(p, 0)) / CLK_TCK / placing for p in during), reverse=True
     )
     run.sut_busiest = run.sut_shares[0] if run.sut_shares else 0.0
-    run.machine_busy = (machine1[0] - machine0[0]) / max(1, machine1[1] - machine0[1])
+    run.machine_busy = (machine1[0] - machine0[0]) / max(1e-9, machine1[1] - machine0[1])
     run.uac_cpu, run.uas_cpu = uac_cpu / run.wall, uas_cpu / run.wall
     try:
         rows = read_stat(Path(f"{uac_stem}.csv"))

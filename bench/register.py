@@ -84,6 +84,7 @@ from options import (  # noqa: E402  (bench/options.py: the OPTIONS benchmark's 
     describe,
     fmt,
     free_udp_port,
+    machine_cpu,
     max_rate_text,
     parse_stat,
     ratio,
@@ -304,17 +305,6 @@ class RegLoad(Load):
     others: float = 0.0  # CPU share (1.0 = a core) of every other process on the machine
 
 
-def machine_busy() -> float:
-    """CPU seconds the whole machine has been busy (not idle, not waiting for I/O) since boot:
-    the elapsed capacity less /proc/stat's idle and iowait, which a tickless kernel keeps
-    exactly (its user and system fields are sampled at each timer tick and read low, see
-    ``bench/proxy.py``'s ``machine_ticks``)."""
-    with open("/proc/stat") as f:
-        fields = f.readline().split()[1:]
-    idle = (int(fields[3]) + int(fields[4])) / CLK_TCK
-    return time.clock_gettime(time.CLOCK_BOOTTIME) * (os.cpu_count() or 1) - idle
-
-
 def run_sipp(
     system: System,
     mode: str,
@@ -348,7 +338,7 @@ def run_sipp(
     if trace_rtt:
         argv += ["-trace_rtt", "-rtt_freq", "1000"]  # every call's response time, to the cwd
     before = system.ticks()
-    busy_before = machine_busy()
+    busy_before = machine_cpu()[0]
     t0 = time.monotonic()
     proc = start_process(argv, out, workdir)
     deadline = t0 + seconds + OVERRUN
@@ -365,7 +355,7 @@ def run_sipp(
         time.sleep(0.02)
     load.wall = time.monotonic() - t0
     after = system.ticks()
-    busy = machine_busy() - busy_before
+    busy = machine_cpu()[0] - busy_before
     proc.returncode = os.waitstatus_to_exitcode(status)
     stop_process(proc)  # reaped already: only forgets it (and kills any straggler of its session)
     load.sipp_rc = proc.returncode
