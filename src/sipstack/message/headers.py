@@ -478,6 +478,26 @@ def has_more_vias(value: str) -> bool:
     return len(_parse_via_list(value)) > 1
 
 
+def split_top_via(value: str) -> tuple[str, str]:
+    """A Via line's ``value`` cut after its first Via: (that Via, the rest of the line — the
+    Vias after it, "" if none), the ones after the first left unread when it has the common
+    form (as :func:`has_more_vias` leaves them)."""
+    m = _SIMPLE_VIA_RE.match(value)
+    if m is not None:
+        end = m.end()
+        rest = value[end:].lstrip(" \t")
+        if not rest:
+            return value[:end], ""
+        if rest[0] == ",":
+            rest = rest[1:].strip(" \t")
+            if rest[:1] != ",":  # (empty items between commas: the general split drops them)
+                return value[:end], rest
+    values = split_list(value)
+    if not values:
+        return "", ""
+    return values[0], ", ".join(values[1:])
+
+
 def _simple_via(m: re.Match[str]) -> Via:
     """The Via that :data:`_SIMPLE_VIA_RE` matched."""
     transport, host, port, params = m.groups()

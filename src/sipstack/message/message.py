@@ -58,6 +58,7 @@ from .headers import (
     parse_vias,
     pretty_name,
     split_list,
+    split_top_via,
 )
 from .status import reason_phrase
 from .uri import URI, parse_uri
@@ -406,6 +407,45 @@ class Message:
             return False
         line = self._lines[positions[0]]
         return "," in line and has_more_vias(_line_value(line))
+
+    def pop_top_via(self) -> bool:
+        """Remove the first Via if another follows it (what a proxy does to a response it
+        forwards upstream, RFC 3261 §16.7 steps 3 and 9); False, and nothing removed, when it
+        is the only one. The wire form, if there is one, is edited too rather than left to be
+        rebuilt: a relayed response goes on as received but for that Via."""
+        positions = self._positions("via")
+        if not positions:
+            return False
+        i = positions[0]
+        lines = self._lines
+        line = lines[i]
+        _, rest = split_top_via(_line_value(line))
+        if not rest and len(positions) == 1:
+            return False
+        raw = self._raw
+        old = b""
+        at = -1
+        if raw is not None:
+            # Where the line is in the wire form (which is the start line and the lines,
+            # CRLF-joined: see __bytes__); not found, the form is rebuilt when next needed.
+            old = line.encode("utf-8", "surrogateescape")
+            at = raw.find(b"\r\n" + old + b"\r\n")
+            if at < 0:
+                raw = None
+            at += 2
+        if rest:
+            new = f"{_name_part(line)}: {rest}"
+            lines[i] = new
+            if raw is not None:
+                raw = raw[:at] + new.encode("utf-8", "surrogateescape") + raw[at + len(old) :]
+        else:
+            del lines[i]
+            del self._keys[i]
+            if raw is not None:
+                raw = raw[:at] + raw[at + len(old) + 2 :]
+        self._changed("via", reindex=not rest)
+        self._raw = raw
+        return True
 
     @property
     def from_(self) -> NameAddr:

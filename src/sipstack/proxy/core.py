@@ -280,18 +280,17 @@ class ResponseContext:
 
     def _forward_upstream(self, response: Response, *, extra_challenges: bool = False) -> None:
         """§16.7 step 9: the response without our Via, through the server transaction."""
-        if not response.has_second_via():
+        # Edited in place, not copied: nothing reads a response once it has gone upstream
+        # (the context keeps only its status code and, for §16.7 step 7, other branches'
+        # challenges, which are read before this one is changed).
+        upstream = response
+        if not upstream.pop_top_via():
             # §16.7 step 3: no Via left: the response was meant for us, not forwarded. A final
             # one still ends the caller's transaction, with our own response of that status.
             log.warning("%d without a Via for the caller: answering it ourselves", response.status_code)
             if response.status_code >= 200 and self.incoming.transaction is not None:
                 self.incoming.respond(response.status_code, response.reason)
             return
-        # Edited in place, not copied: nothing reads a response once it has gone upstream
-        # (the context keeps only its status code and, for §16.7 step 7, other branches'
-        # challenges, which are read before this one is changed).
-        upstream = response
-        upstream.pop_value("via")
         if extra_challenges:
             # §16.7 step 7: collect every challenge of every 401/407 branch.
             for other in self.responses:
@@ -356,9 +355,8 @@ class _Relay2xx:
         self.server_tx = server_tx
 
     def __call__(self, response: Response) -> None:
-        if not 200 <= response.status_code < 300 or not response.has_second_via():
-            return
-        response.pop_value("via")  # in place: the retransmission is not read again
+        if not 200 <= response.status_code < 300 or not response.pop_top_via():
+            return  # (popped in place: the retransmission is not read again)
         self.endpoint.send_response(self.server_tx, response)
 
 
@@ -485,12 +483,13 @@ class Proxy:
     def forward_stray_response(self, response: Response, source: Address) -> None:
         """A 2xx that matched no client transaction (a retransmission after ours ended):
         forwarded statelessly by the next Via (RFC 6026 §7.1, RFC 3261 §16.11)."""
-        if not 200 <= response.status_code < 300 or not response.has_second_via():
+        if not 200 <= response.status_code < 300:
             return
         top = response.top_via
         if not self.endpoint.is_local(top.host, top.port):
             return  # §18.1.2: not ours
-        response.pop_value("via")  # in place, as the other relays: it is not read again
+        if not response.pop_top_via():  # in place, as the other relays: it is not read again
+            return
         via = response.top_via
         host = via.received or via.host
         port = via.rport or via.port or 5060

@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 
 from sipstack.errors import ParseError
 from sipstack.message import parse
-from sipstack.message.headers import _parse_via_list, has_more_vias, parse_top_via, parse_vias
+from sipstack.message.headers import (
+    _parse_via_list,
+    has_more_vias,
+    parse_top_via,
+    parse_vias,
+    split_list,
+    split_top_via,
+)
 from sipstack.net import Address
 from sipstack.transport.via import stamp_via
 
@@ -234,3 +241,80 @@ def test_first_via_of_a_line_agrees_with_the_general_parser(first: str, separato
             assert alone is None
         elif alone is not None:
             assert alone == _parts(first_alone)[0]
+
+
+# -- pop_top_via: what a proxy does to a response it forwards upstream -------------------------
+
+
+def _rebuilt(message: object) -> bytes:
+    """The wire form built afresh from the lines (what ``bytes`` gives without a kept form)."""
+    copy = message.copy()  # type: ignore[attr-defined]
+    copy._raw = None
+    return bytes(copy)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        RESPONSE,  # two Via lines
+        RESPONSE.replace(b";rport=5060\r\nVia: ", b";rport=5060, "),  # one line, two values
+        RESPONSE.replace(b";rport=5060\r\nVia: ", b";rport=5060 ,\t"),
+        RESPONSE.replace(b"Call-ID: c1", b"Call-ID: c1\r\nSubject: caf\xc3\xa9 \xff"),  # not ASCII
+        RESPONSE.replace(b"Content-Length: 0\r\n\r\n", b"Content-Length: 4\r\n\r\nVia:"),
+        RESPONSE.replace(b"Via: SIP/2.0/UDP 10.0.0.2", b"v: SIP/2.0/UDP 10.0.0.2"),
+        RESPONSE.replace(b"\r\n", b"\n"),  # bare LF: no wire form kept
+        RESPONSE.replace(b";rport=5060\r\n", b";rport=5060\r\n ,SIP/2.0/UDP 10.0.0.5;branch=z9hG4bKf\r\n"),
+        RESPONSE.replace(b"SIP/2.0/UDP 10.0.0.1:5060;", b"SIP/2.0/UDP [2001:db8::1]:5060;"),
+    ],
+)
+def test_pop_top_via_removes_the_first_and_keeps_the_wire_form_true(data: bytes) -> None:
+    message = parse(data, strict=False)
+    before = [str(v) for v in parse(data, strict=False).via]
+    assert message.pop_top_via()
+    assert bytes(message) == _rebuilt(message)
+    again = parse(bytes(message), strict=False)
+    assert [str(v) for v in again.via] == before[1:]
+    assert message.top_via.branch == again.top_via.branch
+    assert again.body == parse(data, strict=False).body
+    if b"\r" in data:  # the received form, edited, not rebuilt
+        assert message._raw is not None
+
+
+def test_pop_top_via_leaves_the_only_via() -> None:
+    data = request("SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKone")
+    message = parse(data, strict=False)
+    assert not message.pop_top_via()
+    assert bytes(message) == data
+    assert message.top_via.branch == "z9hG4bKone"
+    trailing = parse(request("SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKone ,"), strict=False)
+    assert not trailing.pop_top_via()
+
+
+def test_pop_top_via_after_an_edit_rebuilds_the_wire_form() -> None:
+    message = parse(RESPONSE, strict=False)
+    message.add_header("X-Note", "1")  # the kept wire form is gone
+    assert message.pop_top_via()
+    assert bytes(message) == _rebuilt(message)
+    assert b"branch=z9hG4bKproxy.1" not in bytes(message)
+
+
+@given(
+    first=st.sampled_from(
+        [
+            "SIP/2.0/UDP 127.0.0.1:15060;branch=z9hG4bKa1b2.1c3;rport",
+            "SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bKv6",
+            'SIP/2.0/UDP a.example;branch=z9hG4bKq;x="a, b"',
+        ]
+    ),
+    separator=st.sampled_from([", ", ",", " , ", "\t,\t", ",,", ", ,"]),
+    rest=st.lists(
+        st.sampled_from(["SIP/2.0/UDP 127.0.0.1:15080;branch=z9hG4bK-1-1-0", 'SIP/2.0/TCP b;x="p,q"']),
+        max_size=3,
+    ),
+)
+def test_split_top_via_agrees_with_the_list_split(first: str, separator: str, rest: list[str]) -> None:
+    value = first + (separator + ", ".join(rest) if rest else "")
+    head, tail = split_top_via(value)
+    values = split_list(value)
+    assert head == values[0]
+    assert split_list(tail) == values[1:]
