@@ -38,10 +38,11 @@ started here in a session of its own and stopped by that session's process group
    the highest pass below every miss, the CPU run included; a stricter figure also wants fewer
    than 0.1 % of the calls late. After a run that missed, the system is restarted (its leftover
    transactions would go on retransmitting into the next run for up to 32 s). In the full run
-   sipstack's highest rate is then held for 35 s, into its steady state, and that run counts too;
-   when that hold misses, lower rates are held as long (the highest step without late
-   transactions, then halfway between the highest held and the lowest missed; at most 4 holds),
-   so that the rate reported was held.
+   each system's highest rate is then held for 35 s (past sipstack's 32 s of state, and so past
+   Kamailio's 5 s too: both are held alike), and that run counts too; when that hold misses,
+   lower rates are held as long (the highest step without late transactions, then halfway
+   between the highest held and the lowest missed; at most 4 holds), so that the rate reported
+   was held.
 
 SIPp runs with ``-default_behaviors all,-abortunexp``: a message out of order (a 180 that a second
 worker relays after the 200, an ACK after the BYE) is logged (``-trace_err``) and ignored, as a
@@ -103,7 +104,7 @@ SUT_BUSY = 0.7  # below this share of a core at the first miss, the proxy was no
 MACHINE_BUSY = 0.9  # above this share of all CPUs, the machine was the limit
 SUT_SATURATED = 0.9  # above this share of a core, the proxy's busiest process was the limit
 RATE_GRAIN = 50  # bisection steps are rounded to this many calls/s
-MAX_HOLDS = 4  # sipstack's holds of 35 s, from its highest step down until one passes
+MAX_HOLDS = 4  # holds of 35 s, from a system's highest step down until one passes
 RATES = (800, 1200, 1600, 2400, 3200, 4800, 6400, 9600)  # the ramp before bisection
 QUICK_RATES = (800, 1600, 3200, 6400)
 SIPSTACK_STATE = 32.0  # sipstack keeps a finished transaction 64*T1 (Timers L, M, J)
@@ -635,7 +636,8 @@ class Settings:
     overrun: float  # a run is stopped this long after its last call was due
     rates: tuple[int, ...]  # the ramp's rates before bisection
     bisect_rounds: int
-    confirm: bool  # hold sipstack's highest rate past its state's lifetime
+    confirm: bool  # hold each system's highest rate for hold_seconds
+    hold_seconds: float = SIPSTACK_STATE + 3.0  # past the longest-lived state of the systems
 
     def warmup_for(self, system: System) -> float:
         if self.warmup_seconds is not None:
@@ -758,14 +760,14 @@ class Bench:
         so that the rate reported was held: first the highest rate whose step passed without
         late transactions (a step with retransmissions already collapses when held), then
         halfway between the highest rate held and the lowest missed, at most MAX_HOLDS holds."""
-        result, system = self.result, self.system
+        result = self.result
         held_ok = 0
         held_bad: int | None = None
         hold: int | None = best
         for _ in range(MAX_HOLDS):
             if hold is None:
                 break
-            run = self.load(hold, system.state_seconds + 3.0, "steady")
+            run = self.load(hold, self.settings.hold_seconds, "steady")
             result.steady = run
             result.steps.append(run)
             if run.verdict == "pass":
@@ -801,9 +803,10 @@ class Bench:
             return result
         self.ramp()
         best = result.best()
-        if settings.confirm and system.state_seconds > 2 * settings.step_seconds and best:
-            # The steps are shorter than the time this system keeps its transactions: hold the
-            # highest rate until its state is full, and then some.
+        if settings.confirm and best:
+            # The steps are shorter than the time a system keeps its transactions: hold the
+            # highest rate until the state of every system compared would be full, and then
+            # some — each system for as long, so that both rates compared are held rates.
             self.hold_down(best)
         return result
 
@@ -872,10 +875,12 @@ def max_rate_text(result: Result | None, strict: bool = False) -> str:
     else:
         why = f"{miss.late} late transactions in {miss.created} calls"
     where = f"next {miss.rate}/s, {miss.tag} {miss.seconds:g} s: {why}"
+    held = [s for s in result.steps if s.tag == "steady" and s.rate == best and s.good(strict)]
     if miss.tag == "steady" and best:
-        held = [s for s in result.steps if s.tag == "steady" and s.rate == best and s.good(strict)]
         how = f"held {held[0].seconds:g} s" if held else f"from {result.steps[0].seconds:g} s steps only"
         where = f"{how}; {miss.rate}/s held {miss.seconds:g} s: {why}"
+    elif held:
+        where = f"held {held[0].seconds:g} s; {where}"
     return f"{best} ({where})" if best else f"< {miss.rate} ({where})"
 
 
@@ -932,7 +937,7 @@ def report(results: list[Result], settings: Settings, quick: bool, ports: tuple[
     if ramped:
         say(
             f"\nHighest rate: steps of {settings.step_seconds:g} s, the CPU run"
-            + (", and sipstack's steady run" if settings.confirm else "")
+            + (f", and the {settings.hold_seconds:g} s holds" if settings.confirm else "")
             + f"; pass = fewer than 0.1 % of the calls placed failed or unfinished {settings.overrun:g} s "
             "after the last was due, placed at >= 95 % of the rate; late as above (a call can be late "
             "twice); unexpected = messages SIPp did not expect (logged, the call goes on) + messages for no "
