@@ -38,11 +38,11 @@ started here in a session of its own and stopped by that session's process group
    the highest pass below every miss, the CPU run included; a stricter figure also wants fewer
    than 0.1 % of the calls late. After a run that missed, the system is restarted (its leftover
    transactions would go on retransmitting into the next run for up to 32 s). In the full run
-   each system's highest rate is then held for 35 s (past sipstack's 32 s of state, and so past
-   Kamailio's 5 s too: both are held alike), and that run counts too; when that hold misses,
-   lower rates are held as long (the highest step without late transactions, then halfway
-   between the highest held and the lowest missed; at most 4 holds), so that the rate reported
-   was held.
+   each system is then held at rates for 35 s each (past sipstack's 32 s of state, and so past
+   Kamailio's 5 s too: both are held alike), and those runs count too: first the highest step
+   without late transactions (a late step has always collapsed when held), lower ones while
+   holds miss, then halfway between the highest rate held and the lowest that missed (or the
+   highest step passed); at most 5 holds, so that the rate reported was held.
 
 SIPp runs with ``-default_behaviors all,-abortunexp``: a message out of order (a 180 that a second
 worker relays after the 200, an ACK after the BYE) is logged (``-trace_err``) and ignored, as a
@@ -104,7 +104,7 @@ SUT_BUSY = 0.7  # below this share of a core at the first miss, the proxy was no
 MACHINE_BUSY = 0.9  # above this share of all CPUs, the machine was the limit
 SUT_SATURATED = 0.9  # above this share of a core, the proxy's busiest process was the limit
 RATE_GRAIN = 50  # bisection steps are rounded to this many calls/s
-MAX_HOLDS = 4  # holds of 35 s, from a system's highest step down until one passes
+MAX_HOLDS = 5  # holds of 35 s, from a system's highest step down until one passes
 RATES = (800, 1200, 1600, 2400, 3200, 4800, 6400, 9600)  # the ramp before bisection
 QUICK_RATES = (800, 1600, 3200, 6400)
 SIPSTACK_STATE = 32.0  # sipstack keeps a finished transaction 64*T1 (Timers L, M, J)
@@ -756,14 +756,22 @@ class Bench:
             step(mid)
 
     def hold_down(self, best: int) -> None:
-        """Hold ``best`` past the system's state lifetime; while a hold misses, hold lower rates,
-        so that the rate reported was held: first the highest rate whose step passed without
-        late transactions (a step with retransmissions already collapses when held), then
-        halfway between the highest rate held and the lowest missed, at most MAX_HOLDS holds."""
+        """Hold rates for ``hold_seconds`` (past every system's state lifetime) to find the
+        highest that holds, in at most MAX_HOLDS holds, so that the rate reported was held.
+        First the highest step that passed without late transactions: a step with
+        retransmissions has collapsed whenever it was held, so holding ``best`` first when it
+        was late only spends a hold. While holds miss, the next lower such step. Once one
+        holds: halfway between it and the lowest rate that missed held — or, while none above
+        it has, the lowest late step above it — while that gap is wider than 10 %; a narrow
+        gap to a late step, that step itself."""
         result = self.result
+        steps = [s for s in result.steps if s.tag != "steady" and s.good() and s.rate <= best]
+        clean = sorted({s.rate for s in steps if s.good(strict=True)})
+        passed = sorted({s.rate for s in steps})
+        late = [r for r in passed if r not in clean]
         held_ok = 0
         held_bad: int | None = None
-        hold: int | None = best
+        hold: int | None = clean[-1] if clean else best
         for _ in range(MAX_HOLDS):
             if hold is None:
                 break
@@ -774,18 +782,24 @@ class Bench:
                 held_ok = max(held_ok, hold)
             else:
                 held_bad = hold if held_bad is None else min(held_bad, hold)
-            if held_bad is None:
-                break  # the highest step held: nothing to look for above it
-            steps = [s for s in result.steps if s.tag != "steady" and s.rate < held_bad and s.good()]
             if not held_ok:
-                clean = [s.rate for s in steps if s.good(strict=True)]
-                lower = max(clean or [s.rate for s in steps], default=0)
-                hold = lower or None
+                assert held_bad is not None
+                lower = [r for r in clean if r < held_bad] or [r for r in passed if r < held_bad]
+                hold = lower[-1] if lower else None
                 continue
+            # Above the highest rate held: the lowest that missed held; else the lowest late
+            # step above it, likely to miss (a narrow gap to it: that step itself).
+            upper = held_bad
+            if upper is None:
+                upper = next((r for r in late if r > held_ok), None)
+                if upper is None:
+                    break  # the highest step held
             grain = RATE_GRAIN if held_ok < 1000 else 2 * RATE_GRAIN
-            mid = round((held_ok + held_bad) / 2 / grain) * grain
-            wide = held_bad - held_ok > max(RATE_GRAIN, 0.1 * held_ok)
-            hold = mid if wide and held_ok < mid < held_bad else None
+            mid = round((held_ok + upper) / 2 / grain) * grain
+            if upper - held_ok > max(RATE_GRAIN, 0.1 * held_ok) and held_ok < mid < upper:
+                hold = mid
+            else:
+                hold = upper if held_bad is None else None
 
     def measure(self) -> Result:
         system, settings, result = self.system, self.settings, self.result
@@ -881,6 +895,10 @@ def max_rate_text(result: Result | None, strict: bool = False) -> str:
         where = f"{how}; {miss.rate}/s held {miss.seconds:g} s: {why}"
     elif held:
         where = f"held {held[0].seconds:g} s; {where}"
+    else:
+        holds = [s.rate for s in result.steps if s.tag == "steady" and s.good(strict)]
+        if holds:
+            where = f"from {result.steps[0].seconds:g} s steps only, {max(holds)}/s held; {where}"
     return f"{best} ({where})" if best else f"< {miss.rate} ({where})"
 
 
