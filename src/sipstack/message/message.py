@@ -424,15 +424,14 @@ class Message:
             return False
         raw = self._raw
         old = b""
-        at = -1
+        at = 0
         if raw is not None:
             # Where the line is in the wire form (which is the start line and the lines,
             # CRLF-joined: see __bytes__); not found, the form is rebuilt when next needed.
             old = line.encode("utf-8", "surrogateescape")
-            at = raw.find(b"\r\n" + old + b"\r\n")
-            if at < 0:
+            at = raw.find(b"\r\n" + old + b"\r\n") + 2
+            if at < 2:
                 raw = None
-            at += 2
         if rest:
             new = f"{_name_part(line)}: {rest}"
             lines[i] = new

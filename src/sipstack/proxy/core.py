@@ -355,8 +355,10 @@ class _Relay2xx:
         self.server_tx = server_tx
 
     def __call__(self, response: Response) -> None:
-        if not 200 <= response.status_code < 300 or not response.pop_top_via():
-            return  # (popped in place: the retransmission is not read again)
+        if not 200 <= response.status_code < 300:
+            return
+        if not response.pop_top_via():  # in place: the retransmission is not read again
+            return
         self.endpoint.send_response(self.server_tx, response)
 
 
