@@ -10,6 +10,11 @@ pairs' ratios, printed with every pair's figures.
 
     .venv/bin/python bench/proxy_pairs.py                      # 1 worker, 1000/s, 4 pairs: ~5 minutes
     .venv/bin/python bench/proxy_pairs.py --workers 2 --rate 200 --pairs 3
+    .venv/bin/python bench/proxy_pairs.py --against ../other/src      # sipstack A/B: this tree / that one
+
+``--against PATH`` measures, instead of Kamailio, sipstack started with ``PYTHONPATH=PATH``: another
+checkout's ``src`` (an A/B of two versions), or a directory whose ``sitecustomize.py`` patches
+this one (an experiment without a commit). The ratio is then this tree's / that one's.
 
 A run whose calls did not all succeed is reported and left out of the ratios. Timings never make
 it exit non-zero; it exits 1 only when SIPp or a system could not be started.
@@ -18,6 +23,7 @@ it exit non-zero; it exits 1 only when SIPp or a system could not be started.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import signal
 import statistics
@@ -58,6 +64,18 @@ def measure(system: System, ports: tuple[int, int, int], rate: int, seconds: flo
         time.sleep(0.5)
 
 
+def against(ours: System, name: str, path: Path, workdir: Path) -> System:
+    """``ours`` started with ``PYTHONPATH=path`` (its own log and data directory)."""
+    argv = [str(workdir / f"{name}.data") if arg.endswith(f"{ours.name}.data") else arg for arg in ours.argv]
+    return dataclasses.replace(
+        ours,
+        name=name,
+        label=f"{ours.label}, PYTHONPATH={path}",
+        argv=["env", f"PYTHONPATH={path}", *argv],
+        log=workdir / f"{name}.log",
+    )
+
+
 def complete(run: Run) -> bool:
     """Every call the run placed succeeded."""
     return not run.error and run.ok > 0 and run.ok == run.created and not run.failed
@@ -70,7 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="length of each measurement (10)")
     ap.add_argument("--pairs", type=int, default=4, help="how many pairs (4)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, SIPp statistics)")
+    ap.add_argument(
+        "--against", metavar="PATH", help="compare with sipstack run with PYTHONPATH=PATH instead of Kamailio"
+    )
     args = ap.parse_args(argv)
+    if args.against is not None and not Path(args.against).is_dir():
+        ap.error(f"--against: {args.against} is not a directory")
     signal.signal(signal.SIGTERM, _terminate)
     if shutil.which("sipp") is None:
         say("error: sipp (SIPp, Debian package sip-tester) is not installed")
@@ -80,11 +103,16 @@ def main(argv: list[str] | None = None) -> int:
         say(f"note: {note}")
     workdir = Path(tempfile.mkdtemp(prefix="sipstack-bench-pairs-"))
     names = (f"sipstack-{args.workers}", f"kamailio-{args.workers}")
+    if args.against is not None:
+        names = (names[0], f"{names[0]}-against")
+    theirs_label = "that tree" if args.against is not None else "Kamailio"
     ours: list[float] = []
     theirs: list[float] = []
     ratios: list[float] = []
     try:
         systems = {s.name: s for s in make_systems(workdir, ports) if s.name in names}
+        if args.against is not None:
+            systems[names[1]] = against(systems[names[0]], names[1], Path(args.against).resolve(), workdir)
         for name in names:
             if systems[name].error is not None:
                 say(f"error: {name}: {systems[name].error}")
@@ -107,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             ours.append(a.cpu_ms_per_call)
             theirs.append(b.cpu_ms_per_call)
             ratios.append(a.cpu_ms_per_call / b.cpu_ms_per_call)
-            say(f"  pair {i + 1}: sipstack / Kamailio = {ratios[-1]:.2f}")
+            say(f"  pair {i + 1}: sipstack / {theirs_label} = {ratios[-1]:.2f}")
     except RuntimeError as exc:
         say(f"error: {exc}")
         return 1
@@ -119,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         say(
             f"\nCPU ms per call at {args.rate}/s, {args.workers} worker(s), {len(ratios)} pairs:"
             f" sipstack median {statistics.median(ours):.3f} ({min(ours):.3f}-{max(ours):.3f}),"
-            f" Kamailio median {statistics.median(theirs):.3f} ({min(theirs):.3f}-{max(theirs):.3f});"
+            f" {theirs_label} median {statistics.median(theirs):.3f} ({min(theirs):.3f}-{max(theirs):.3f});"
             f" ratio median {statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
         )
     if args.keep:
