@@ -468,20 +468,13 @@ def parse_top_via(value: str) -> Via:
 def has_more_vias(value: str) -> bool:
     """Whether a Via line's ``value`` carries another Via after the first (the ones after the
     first are not parsed when the first has the common form)."""
-    m = _SIMPLE_VIA_RE.match(value)
-    if m is not None:
-        rest = value[m.end() :].lstrip(" \t")
-        if not rest:
-            return False
-        if rest[0] == ",":
-            return bool(rest[1:].strip(" \t"))
-    return len(_parse_via_list(value)) > 1
+    return bool(split_top_via(value)[1])
 
 
 def split_top_via(value: str) -> tuple[str, str]:
     """A Via line's ``value`` cut after its first Via: (that Via, the rest of the line — the
-    Vias after it, "" if none), the ones after the first left unread when it has the common
-    form (as :func:`has_more_vias` leaves them)."""
+    Vias after it, "" if none): when the first has the common form the rest is left unread,
+    else the line is split as a list (quotes and empty items respected), not parsed."""
     m = _SIMPLE_VIA_RE.match(value)
     if m is not None:
         end = m.end()

@@ -281,8 +281,8 @@ class ResponseContext:
     def _forward_upstream(self, response: Response, *, extra_challenges: bool = False) -> None:
         """§16.7 step 9: the response without our Via, through the server transaction."""
         # Edited in place, not copied: nothing reads a response once it has gone upstream
-        # (the context keeps only its status code and, for §16.7 step 7, other branches'
-        # challenges, which are read before this one is changed).
+        # (the context keeps only its status code and, for §16.7 step 7, the branches'
+        # challenges, which losing a Via does not touch).
         upstream = response
         if not upstream.pop_top_via():
             # §16.7 step 3: no Via left: the response was meant for us, not forwarded. A final
