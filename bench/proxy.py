@@ -51,7 +51,7 @@ user agent ignores it, instead of failing the call; the report counts these mess
 Prints tables and the ratios sipstack / Kamailio for 1 and 2 workers (CPU per call, highest
 rate), the unexpected messages and the systems' log lines. Usage: ``python bench/proxy.py
 [--quick] [--keep]`` (--quick: about 75 s, 2 s steps, no warm-up, no bisection, no steady run;
-full: about 10-13 minutes). Timings never make it exit non-zero; it exits 1 only when SIPp or a
+full: about 18 minutes). Timings never make it exit non-zero; it exits 1 only when SIPp or a
 system under test could not be started (or restarted).
 """
 
@@ -1088,7 +1088,7 @@ def report(results: list[Result], settings: Settings, quick: bool, ports: tuple[
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    ap.add_argument("--quick", action="store_true", help="under 90 s instead of about 10-13 minutes")
+    ap.add_argument("--quick", action="store_true", help="under 90 s instead of about 18 minutes")
     ap.add_argument("--cpu-rate", type=int, default=200, help="calls/s of the CPU measurement (200)")
     ap.add_argument(
         "--cpu-rate-high",
