@@ -233,6 +233,12 @@ class Endpoint:
             listener = await UdpListener.create(self, spec, reuse_port=self.reuse_port and not for_requests)
             listener.on_unreachable = self._unreachable
             if for_requests:
+                # Responses to this worker's requests come to this socket, requests to the
+                # shared one: each is read whenever the other wakes up, in one batch.
+                for shared in self.listeners:
+                    if isinstance(shared, UdpListener):
+                        shared.siblings.append(listener)
+                        listener.siblings.append(shared)
                 self._request_udp.append(listener)
                 self._listeners_changed()
                 log.info("sending requests from %s", listener.local)

@@ -104,3 +104,40 @@ async def test_a_send_failing_after_its_batch_still_fails_its_transaction() -> N
         assert loop.time() - released < 1.0
     finally:
         await endpoint.close()
+
+
+async def test_a_workers_two_sockets_are_read_in_one_batch() -> None:
+    """With a socket of its own for its requests' responses beside the shared port (``--workers
+    N``), a wake-up of either reads both: what waits on them is handled in one batch."""
+    endpoint = Endpoint(timers=FAST)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.setblocking(False)
+    batches = 0
+    begin = endpoint.begin_batch
+
+    def counting_begin() -> None:
+        nonlocal batches
+        batches += 1
+        begin()
+
+    endpoint.begin_batch = counting_begin  # type: ignore[method-assign]
+    endpoint.on_request(lambda incoming: incoming.respond(200))
+    try:
+        shared = await endpoint.listen("udp:127.0.0.1:0")
+        own = await endpoint.listen("udp:127.0.0.1:0", for_requests=True)
+        port = peer.getsockname()[1]
+        # Both queued before the loop looks at either socket.
+        peer.sendto(options(shared.port, port, 1), ("127.0.0.1", shared.port))
+        peer.sendto(options(own.port, port, 2), ("127.0.0.1", own.port))
+        responses: list[bytes] = []
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            responses += pending(peer)
+            if len(responses) == 2:
+                break
+        assert sorted(parse(r).cseq.seq for r in responses) == [1, 2]
+        assert batches == 1
+    finally:
+        peer.close()
+        await endpoint.close()

@@ -22,6 +22,11 @@ message — the kernel's delivery of a loopback or LAN datagram, done by the sen
 evicts the parser's and the transactions' warm state from the CPU's caches once per message
 (a proxy at 1000 calls/s spent about 15 % less CPU per call in batches). A send waits at most
 for the rest of its batch to be handled.
+
+A listener's ``siblings`` (other sockets of the same user: a worker's own port for the
+responses to its requests, beside the port the workers share) are read in the same wake-up
+and their datagrams join the batch, so that a worker handles what waits on both sockets in one
+stretch instead of two.
 """
 
 from __future__ import annotations
@@ -98,6 +103,8 @@ class UdpListener:
         self.icmp_observers: list[Callable[[str, int, int], None]] = []
         """Also called with (host, port, errno) of every ICMP error read (``sipstack options``)."""
         self.stats = {"send_dropped": 0}
+        self.siblings: list[UdpListener] = []
+        """Other listeners of the same user read at each wake-up of this one, into its batch."""
 
     @classmethod
     async def create(cls, user: TransportUser, spec: ListenSpec, *, reuse_port: bool = False) -> UdpListener:
@@ -145,32 +152,21 @@ class UdpListener:
             # here, among a steady flow of datagrams that never leaves the socket idle:
             # read them now and then (they take receive buffer space until read).
             self._read_errors()
-        received = []
-        busy = True  # a full batch: the loop calls again at once
-        recvfrom = sock.recvfrom
-        for i in range(_READS_PER_WAKEUP):
-            try:
-                received.append(recvfrom(_MAX_DATAGRAM))
-            except (BlockingIOError, InterruptedError):
-                if i == 0:
-                    # Woken with nothing to read: the ICMP error queue is not empty (a
-                    # socket with queued errors stays ready until they are read).
-                    self._read_errors()
-                busy = False
-                break
-            except OSError as exc:
-                # An ICMP error for an earlier datagram, reported once by the socket.
-                self.error_received(exc)
+        received: list[tuple[UdpListener, bytes, tuple]] = []
+        busy = self._receive(received, woken=True)  # a full batch: the loop calls again at once
+        user = self.user
+        for sibling in self.siblings:
+            if sibling._sock is not None and sibling.user is user:
+                sibling._receive(received, woken=False)  # a full one wakes its own callback
         if received:
-            user = self.user
             user.begin_batch()
             try:
-                for data, addr in received:
+                for listener, data, addr in received:
                     try:
-                        self.datagram_received(data, addr)
+                        listener.datagram_received(data, addr)
                     except Exception:
                         log.exception(
-                            "UDP %s: handling a datagram from %s:%s failed", self.local, addr[0], addr[1]
+                            "UDP %s: handling a datagram from %s:%s failed", listener.local, addr[0], addr[1]
                         )
             finally:
                 user.end_batch()
@@ -178,6 +174,28 @@ class UdpListener:
             # Still busy: errors may have come among the datagrams (they take receive
             # buffer space until read), and a busy socket never wakes up with nothing to read.
             self._read_errors()
+
+    def _receive(self, received: list[tuple[UdpListener, bytes, tuple]], *, woken: bool) -> bool:
+        """Read up to a batch of datagrams into ``received``; True when the batch is full
+        (more may wait). ``woken``: this socket's own readiness called, so nothing to read
+        means its ICMP error queue is not empty."""
+        assert self._sock is not None
+        recvfrom = self._sock.recvfrom
+        for i in range(_READS_PER_WAKEUP):
+            try:
+                data, addr = recvfrom(_MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                if i == 0 and woken:
+                    # Woken with nothing to read: the ICMP error queue is not empty (a
+                    # socket with queued errors stays ready until they are read).
+                    self._read_errors()
+                return False
+            except OSError as exc:
+                # An ICMP error for an earlier datagram, reported once by the socket.
+                self.error_received(exc)
+                continue
+            received.append((self, data, addr))
+        return True
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
         # RFC 5626 §8: STUN shares the SIP port; its first byte is below 0x40, a SIP
@@ -333,6 +351,7 @@ class UdpListener:
             return
         self._sock = None
         self._pending.clear()
+        self.siblings = []
         if self._loop is not None:
             with contextlib.suppress(Exception):
                 if self._epoll is not None:
