@@ -187,7 +187,8 @@ class UdpListener:
             except (BlockingIOError, InterruptedError):
                 if i == 0 and woken:
                     # Woken with nothing to read: the ICMP error queue is not empty (a
-                    # socket with queued errors stays ready until they are read).
+                    # socket with queued errors stays ready until they are read), or a
+                    # sibling's wake-up of the same loop turn read the datagrams first.
                     self._read_errors()
                 return False
             except OSError as exc:
