@@ -737,6 +737,13 @@ class Endpoint:
         self.layer.abandon(tx)
         self._process()
 
+    def pace_udp_reads(self, seconds: float) -> None:
+        """Let each UDP socket rest ``seconds`` after a wake-up whose batch did not fill
+        (``UdpListener.read_pause``): fewer, larger batches for up to that much latency."""
+        for listener in [*self.listeners, *self._request_udp]:
+            if isinstance(listener, UdpListener):
+                listener.read_pause = seconds
+
     def local_address(self, transport: str, v6: bool = False) -> Address | None:
         """The listening address of ``transport`` (and IP family), as written in Vias and
         Record-Routes."""

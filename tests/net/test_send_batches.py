@@ -141,3 +141,47 @@ async def test_a_workers_two_sockets_are_read_in_one_batch() -> None:
     finally:
         peer.close()
         await endpoint.close()
+
+
+async def test_a_socket_resting_after_a_batch_reads_what_came_meanwhile_in_one() -> None:
+    """With a read pause, the wake-up after a batch that did not fill waits that long, then
+    reads everything that came meanwhile in one batch; every request is still answered."""
+    endpoint = Endpoint(timers=FAST)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.setblocking(False)
+    batches = 0
+    begin = endpoint.begin_batch
+
+    def counting_begin() -> None:
+        nonlocal batches
+        batches += 1
+        begin()
+
+    endpoint.begin_batch = counting_begin  # type: ignore[method-assign]
+    endpoint.on_request(lambda incoming: incoming.respond(200))
+
+    async def answers(count: int) -> list[bytes]:
+        got: list[bytes] = []
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            got += pending(peer)
+            if len(got) >= count:
+                break
+        return got
+
+    try:
+        local = await endpoint.listen("udp:127.0.0.1:0")
+        endpoint.pace_udp_reads(0.3)
+        port = peer.getsockname()[1]
+        peer.sendto(options(local.port, port, 1), ("127.0.0.1", local.port))
+        first = await answers(1)
+        peer.sendto(options(local.port, port, 2), ("127.0.0.1", local.port))
+        await asyncio.sleep(0.02)  # read at once without the pause: a batch of its own
+        peer.sendto(options(local.port, port, 3), ("127.0.0.1", local.port))
+        rest = await answers(2)
+        assert sorted(parse(r).cseq.seq for r in first + rest) == [1, 2, 3]
+        assert batches == 2
+    finally:
+        peer.close()
+        await endpoint.close()

@@ -89,6 +89,9 @@ alias = true
 [outbound]
 edge = false  # true needs workers = 1; tested on its own
 flow_timer = 45
+
+[udp]
+read_pause = 2
 """
 
 
@@ -122,6 +125,7 @@ def test_toml_overrides_every_default(tmp_path: Path) -> None:
         "tcp_alias": True,
         "outbound_edge": False,
         "flow_timer": 45,
+        "udp_read_pause": 2.0,
     }
     assert {name: getattr(config, name) for name in expected} == expected
     # Every field of the configuration can be set from the file.
@@ -152,6 +156,7 @@ def test_toml_overrides_every_default(tmp_path: Path) -> None:
         ("tcp", "alias", "true", "tcp_alias", True),  # [tls] alias needs a certificate: below
         ("outbound", "edge", "true", "outbound_edge", True),
         ("outbound", "flow_timer", "120", "flow_timer", 120),
+        ("udp", "read_pause", "0", "udp_read_pause", 0.0),
     ],
 )
 def test_each_section_key_sets_its_field_only(
@@ -264,6 +269,8 @@ CERTS = '[tls]\ncert = "c.pem"\nkey = "k.pem"\n'
             'listen = ["udp:127.0.0.1:5060"]\n[tcp]\nalias = true\n', "alias", id="tcp-alias-without-tcp"
         ),
         pytest.param("[tcp]\nreuse = true\n", "reuse", id="unknown-tcp-key"),
+        pytest.param("[udp]\nread_pause = -1\n", "read_pause", id="udp-read_pause-negative"),
+        pytest.param("[udp]\nread_pause = 1000\n", "read_pause", id="udp-read_pause-too-long"),
     ],
 )
 def test_bad_setting_raises_configuration_error_naming_the_key(tmp_path: Path, toml: str, key: str) -> None:

@@ -185,6 +185,7 @@ class Server:
                 await self.endpoint.listen(ListenSpec("UDP", host, 0), for_requests=True)
             if self.worker is not None:
                 self._spread_requests(config.workers)
+        self.endpoint.pace_udp_reads(config.udp_read_pause / 1000)
         self._purger = asyncio.get_running_loop().create_task(self._purge_expired())
         # What start-up built lives as long as the process: keep it out of every collection.
         gc.collect()

@@ -27,6 +27,12 @@ A listener's ``siblings`` (other sockets of the same user: a worker's own port f
 responses to its requests, beside the port the workers share) are read in the same wake-up
 and their datagrams join the batch, so that a worker handles what waits on both sockets in one
 stretch instead of two.
+
+With a ``read_pause``, a wake-up whose batch did not fill stops watching the socket for that
+long, so that the next one finds what came meanwhile: fewer and larger batches at moderate
+rates, where a process woken for every few datagrams spends much of its CPU getting its state
+back into the caches (a proxy at 1000 calls/s: about 10 % less CPU per call with one worker,
+about 17 % with two, at 4 ms), for at most that much added latency. A full batch never pauses.
 """
 
 from __future__ import annotations
@@ -105,6 +111,9 @@ class UdpListener:
         self.stats = {"send_dropped": 0}
         self.siblings: list[UdpListener] = []
         """Other listeners of the same user read at each wake-up of this one, into its batch."""
+        self.read_pause = 0.0
+        """Seconds the socket is not watched after a wake-up whose batch did not fill."""
+        self._resume: asyncio.TimerHandle | None = None
 
     @classmethod
     async def create(cls, user: TransportUser, spec: ListenSpec, *, reuse_port: bool = False) -> UdpListener:
@@ -174,6 +183,22 @@ class UdpListener:
             # Still busy: errors may have come among the datagrams (they take receive
             # buffer space until read), and a busy socket never wakes up with nothing to read.
             self._read_errors()
+        elif self.read_pause > 0 and received and self._sock is not None and self._loop is not None:
+            self._loop.remove_reader(self._watched())
+            self._resume = self._loop.call_later(self.read_pause, self._resume_reading)
+
+    def _watched(self) -> int:
+        """The descriptor the event loop watches for this socket."""
+        assert self._sock is not None
+        return self._epoll.fileno() if self._epoll is not None else self._sock.fileno()
+
+    def _resume_reading(self) -> None:
+        """The pause is over: watch the socket again, and read what came meanwhile."""
+        self._resume = None
+        if self._sock is None or self._loop is None:
+            return
+        self._loop.add_reader(self._watched(), self._readable)
+        self._readable()
 
     def _receive(self, received: list[tuple[UdpListener, bytes, tuple]], *, woken: bool) -> bool:
         """Read up to a batch of datagrams into ``received``; True when the batch is full
@@ -353,6 +378,9 @@ class UdpListener:
         self._sock = None
         self._pending.clear()
         self.siblings = []
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
         if self._loop is not None:
             with contextlib.suppress(Exception):
                 if self._epoll is not None:
