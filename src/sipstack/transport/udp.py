@@ -31,8 +31,8 @@ stretch instead of two.
 With a ``read_pause``, a wake-up whose batch did not fill stops watching the socket for that
 long, so that the next one finds what came meanwhile: fewer and larger batches at moderate
 rates, where a process woken for every few datagrams spends much of its CPU getting its state
-back into the caches (a proxy at 1000 calls/s: about 10 % less CPU per call with one worker,
-about 17 % with two, at 4 ms), for at most that much added latency. A full batch never pauses.
+back into the caches (a proxy at 1000 calls/s, at 4 ms: about 10 % less CPU per call with one
+worker, 8-17 % with two), for at most that much added latency. A full batch never pauses.
 """
 
 from __future__ import annotations
