@@ -35,6 +35,25 @@ def pending(sock: socket.socket) -> list[bytes]:
             return out
 
 
+def answering_endpoint() -> tuple[Endpoint, socket.socket, list[int]]:
+    """An endpoint answering every request 200, a peer socket, and the endpoint's batch count
+    (``[n]``, kept up to date)."""
+    endpoint = Endpoint(timers=FAST)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.setblocking(False)
+    batches = [0]
+    begin = endpoint.begin_batch
+
+    def counting_begin() -> None:
+        batches[0] += 1
+        begin()
+
+    endpoint.begin_batch = counting_begin  # type: ignore[method-assign]
+    endpoint.on_request(lambda incoming: incoming.respond(200))
+    return endpoint, peer, batches
+
+
 async def test_answers_to_one_wakeups_requests_leave_after_all_are_handled_in_order() -> None:
     endpoint = Endpoint(timers=FAST)
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -109,20 +128,7 @@ async def test_a_send_failing_after_its_batch_still_fails_its_transaction() -> N
 async def test_a_workers_two_sockets_are_read_in_one_batch() -> None:
     """With a socket of its own for its requests' responses beside the shared port (``--workers
     N``), a wake-up of either reads both: what waits on them is handled in one batch."""
-    endpoint = Endpoint(timers=FAST)
-    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    peer.bind(("127.0.0.1", 0))
-    peer.setblocking(False)
-    batches = 0
-    begin = endpoint.begin_batch
-
-    def counting_begin() -> None:
-        nonlocal batches
-        batches += 1
-        begin()
-
-    endpoint.begin_batch = counting_begin  # type: ignore[method-assign]
-    endpoint.on_request(lambda incoming: incoming.respond(200))
+    endpoint, peer, batches = answering_endpoint()
     try:
         shared = await endpoint.listen("udp:127.0.0.1:0")
         own = await endpoint.listen("udp:127.0.0.1:0", for_requests=True)
@@ -137,7 +143,7 @@ async def test_a_workers_two_sockets_are_read_in_one_batch() -> None:
             if len(responses) == 2:
                 break
         assert sorted(parse(r).cseq.seq for r in responses) == [1, 2]
-        assert batches == 1
+        assert batches == [1]
     finally:
         peer.close()
         await endpoint.close()
@@ -146,20 +152,7 @@ async def test_a_workers_two_sockets_are_read_in_one_batch() -> None:
 async def test_a_socket_resting_after_a_batch_reads_what_came_meanwhile_in_one() -> None:
     """With a read pause, the wake-up after a batch that did not fill waits that long, then
     reads everything that came meanwhile in one batch; every request is still answered."""
-    endpoint = Endpoint(timers=FAST)
-    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    peer.bind(("127.0.0.1", 0))
-    peer.setblocking(False)
-    batches = 0
-    begin = endpoint.begin_batch
-
-    def counting_begin() -> None:
-        nonlocal batches
-        batches += 1
-        begin()
-
-    endpoint.begin_batch = counting_begin  # type: ignore[method-assign]
-    endpoint.on_request(lambda incoming: incoming.respond(200))
+    endpoint, peer, batches = answering_endpoint()
 
     async def answers(count: int) -> list[bytes]:
         got: list[bytes] = []
@@ -181,7 +174,7 @@ async def test_a_socket_resting_after_a_batch_reads_what_came_meanwhile_in_one()
         peer.sendto(options(local.port, port, 3), ("127.0.0.1", local.port))
         rest = await answers(2)
         assert sorted(parse(r).cseq.seq for r in first + rest) == [1, 2, 3]
-        assert batches == 2
+        assert batches == [2]
     finally:
         peer.close()
         await endpoint.close()
