@@ -54,6 +54,17 @@ def answering_endpoint() -> tuple[Endpoint, socket.socket, list[int]]:
     return endpoint, peer, batches
 
 
+async def answers(peer: socket.socket, count: int) -> list[bytes]:
+    """What reaches ``peer`` within 2 s, once ``count`` datagrams are in."""
+    got: list[bytes] = []
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        got += pending(peer)
+        if len(got) >= count:
+            break
+    return got
+
+
 async def test_answers_to_one_wakeups_requests_leave_after_all_are_handled_in_order() -> None:
     endpoint = Endpoint(timers=FAST)
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -153,27 +164,60 @@ async def test_a_socket_resting_after_a_batch_reads_what_came_meanwhile_in_one()
     """With a read pause, the wake-up after a batch that did not fill waits that long, then
     reads everything that came meanwhile in one batch; every request is still answered."""
     endpoint, peer, batches = answering_endpoint()
-
-    async def answers(count: int) -> list[bytes]:
-        got: list[bytes] = []
-        for _ in range(200):
-            await asyncio.sleep(0.01)
-            got += pending(peer)
-            if len(got) >= count:
-                break
-        return got
-
     try:
         local = await endpoint.listen("udp:127.0.0.1:0")
         endpoint.pace_udp_reads(0.3)
         port = peer.getsockname()[1]
         peer.sendto(options(local.port, port, 1), ("127.0.0.1", local.port))
-        first = await answers(1)
+        first = await answers(peer, 1)
         peer.sendto(options(local.port, port, 2), ("127.0.0.1", local.port))
         await asyncio.sleep(0.02)  # read at once without the pause: a batch of its own
         peer.sendto(options(local.port, port, 3), ("127.0.0.1", local.port))
-        rest = await answers(2)
+        rest = await answers(peer, 2)
         assert sorted(parse(r).cseq.seq for r in first + rest) == [1, 2, 3]
+        assert batches == [2]
+    finally:
+        peer.close()
+        await endpoint.close()
+
+
+async def test_a_workers_two_sockets_rest_together() -> None:
+    """A wake-up of either of a worker's two sockets read both, so both rest after it: what
+    comes to either during the pause waits for the next wake-up, one batch."""
+    endpoint, peer, batches = answering_endpoint()
+    try:
+        shared = await endpoint.listen("udp:127.0.0.1:0")
+        own = await endpoint.listen("udp:127.0.0.1:0", for_requests=True)
+        endpoint.pace_udp_reads(0.3)
+        port = peer.getsockname()[1]
+        peer.sendto(options(shared.port, port, 1), ("127.0.0.1", shared.port))
+        first = await answers(peer, 1)
+        peer.sendto(options(own.port, port, 2), ("127.0.0.1", own.port))
+        await asyncio.sleep(0.02)  # the own socket, watched alone, would read it at once
+        peer.sendto(options(shared.port, port, 3), ("127.0.0.1", shared.port))
+        rest = await answers(peer, 2)
+        assert sorted(parse(r).cseq.seq for r in first + rest) == [1, 2, 3]
+        assert batches == [2]
+    finally:
+        peer.close()
+        await endpoint.close()
+
+
+async def test_a_socket_closed_during_its_pause_leaves_its_sibling_reading() -> None:
+    endpoint, peer, batches = answering_endpoint()
+    try:
+        shared = await endpoint.listen("udp:127.0.0.1:0")
+        own = await endpoint.listen("udp:127.0.0.1:0", for_requests=True)
+        endpoint.pace_udp_reads(30)
+        port = peer.getsockname()[1]
+        peer.sendto(options(own.port, port, 1), ("127.0.0.1", own.port))
+        assert len(await answers(peer, 1)) == 1
+        # Both rest for 30 s; closing the one whose pause it is lets the other read again.
+        for listener in endpoint._request_udp:
+            if listener.local.port == own.port:
+                listener.close()
+        peer.sendto(options(shared.port, port, 2), ("127.0.0.1", shared.port))
+        assert [parse(r).cseq.seq for r in await answers(peer, 1)] == [2]
         assert batches == [2]
     finally:
         peer.close()
