@@ -258,6 +258,10 @@ class System:
     processes: int = 0
     cpu_only: bool = False  # measured at the CPU rates only (the floor relay: no ramp)
 
+    def steady_warmup(self) -> float:
+        """Seconds of load after which the system holds its steady state of transactions."""
+        return self.state_seconds + 2.0
+
     def ticks(self) -> dict[int, int]:
         assert self.proc is not None
         return session_ticks(self.proc.pid)
@@ -640,9 +644,7 @@ class Settings:
     hold_seconds: float = SIPSTACK_STATE + 3.0  # past the longest-lived state of the systems
 
     def warmup_for(self, system: System) -> float:
-        if self.warmup_seconds is not None:
-            return self.warmup_seconds
-        return system.state_seconds + 2.0
+        return self.warmup_seconds if self.warmup_seconds is not None else system.steady_warmup()
 
 
 @dataclass
@@ -652,7 +654,6 @@ class Result:
     cpu: Run | None = None
     cpu_high: Run | None = None  # the CPU measurement at --cpu-rate-high
     steps: list[Run] = field(default_factory=list)
-    steady: Run | None = None
     sipp_saturated: Run | None = None  # the step after which the ramp stopped for SIPp's sake
     restarts: int = 0
     log_kinds: dict[str, list] = field(default_factory=dict)  # kind -> [count, first line]
@@ -776,7 +777,6 @@ class Bench:
             if hold is None:
                 break
             run = self.load(hold, self.settings.hold_seconds, "steady")
-            result.steady = run
             result.steps.append(run)
             if run.verdict == "pass":
                 held_ok = max(held_ok, hold)

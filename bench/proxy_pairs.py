@@ -55,7 +55,7 @@ def measure(system: System, ports: tuple[int, int, int], rate: int, seconds: flo
     if not start_system(system, ports[0], workdir):
         raise RuntimeError(f"{system.name} could not start: {system.error}")
     try:
-        run_load(system, ports, rate, system.state_seconds + 2.0, OVERRUN, workdir, "warmup")
+        run_load(system, ports, rate, system.steady_warmup(), OVERRUN, workdir, "warmup")
         time.sleep(0.5)
         return run_load(system, ports, rate, seconds, OVERRUN, workdir, "cpu")
     finally:

@@ -115,7 +115,7 @@ class ResponseContext:
             address = (
                 target.flow
                 or proxy.known_hop(request, foreign=target.foreign)
-                or await proxy.next_hop(request, foreign=target.foreign)
+                or await proxy.resolve_hop(request, foreign=target.foreign)
             )
         except TransportError as exc:
             log.info("%s %s: no route to %s: %s", request.method, self.request.call_id, target.uri, exc)
@@ -411,8 +411,10 @@ class Proxy:
         ``foreign`` target (a domain we are not responsible for), else RFC 3263 resolution
         of the Request-URI."""
         hop = self.known_hop(request, foreign=foreign)
-        if hop is not None:
-            return hop
+        return hop if hop is not None else await self.resolve_hop(request, foreign=foreign)
+
+    async def resolve_hop(self, request: Request, *, foreign: bool = False) -> Address:
+        """:meth:`next_hop` once :meth:`known_hop` found nothing."""
         if foreign and not request.has_header("route") and isinstance(self.default_route, SipURI):
             uri = self.default_route
             targets = await self.endpoint.resolver.resolve(uri)
@@ -517,7 +519,7 @@ class Proxy:
             address = (
                 (target.flow if target is not None else None)
                 or self.known_hop(ack)
-                or await self.next_hop(ack)
+                or await self.resolve_hop(ack)
             )
         except (TransportError, SipTimeoutError, IndexError) as exc:
             log.info("cannot route ACK %s: %s", ack.call_id, exc)
