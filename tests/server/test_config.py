@@ -92,6 +92,10 @@ flow_timer = 45
 
 [udp]
 read_pause = 2
+
+[gc]
+young_interval = 0.5
+full_interval = 600
 """
 
 
@@ -126,6 +130,8 @@ def test_toml_overrides_every_default(tmp_path: Path) -> None:
         "outbound_edge": False,
         "flow_timer": 45,
         "udp_read_pause": 2.0,
+        "gc_young_interval": 0.5,
+        "gc_full_interval": 600,
     }
     assert {name: getattr(config, name) for name in expected} == expected
     # Every field of the configuration can be set from the file.
@@ -157,6 +163,8 @@ def test_toml_overrides_every_default(tmp_path: Path) -> None:
         ("outbound", "edge", "true", "outbound_edge", True),
         ("outbound", "flow_timer", "120", "flow_timer", 120),
         ("udp", "read_pause", "0", "udp_read_pause", 0.0),
+        ("gc", "young_interval", "2", "gc_young_interval", 2),
+        ("gc", "full_interval", "0", "gc_full_interval", 0),
     ],
 )
 def test_each_section_key_sets_its_field_only(
@@ -271,6 +279,9 @@ CERTS = '[tls]\ncert = "c.pem"\nkey = "k.pem"\n'
         pytest.param("[tcp]\nreuse = true\n", "reuse", id="unknown-tcp-key"),
         pytest.param("[udp]\nread_pause = -1\n", "read_pause", id="udp-read_pause-negative"),
         pytest.param("[udp]\nread_pause = 1000\n", "read_pause", id="udp-read_pause-too-long"),
+        pytest.param("[gc]\nyoung_interval = 0\n", "young_interval", id="gc-young_interval-zero"),
+        pytest.param("[gc]\nyoung_interval = 120\n", "young_interval", id="gc-young_interval-too-long"),
+        pytest.param("[gc]\nfull_interval = -1\n", "full_interval", id="gc-full_interval-negative"),
     ],
 )
 def test_bad_setting_raises_configuration_error_naming_the_key(tmp_path: Path, toml: str, key: str) -> None:

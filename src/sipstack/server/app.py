@@ -9,7 +9,6 @@ store is closed after in-flight requests finish.
 from __future__ import annotations
 
 import asyncio
-import gc
 import inspect
 import logging
 import os
@@ -33,11 +32,10 @@ from ..registrar import Registrar, RegistrarConfig, gruu_instance
 from ..storage import Store, open_store
 from ..transport.base import ListenSpec
 from ..transport.udp import UdpListener
+from .collector import Collector
 from .config import ServerConfig
 from .dispatch import Dispatcher, spread_at_random, steer_by_branch
 from .hook import Authenticate, Call, Decision, Forward, Reply, RoutingFunction, load_routing
-
-GC_YOUNG = 50_000
 
 log = logging.getLogger("sipstack.server")
 
@@ -88,6 +86,7 @@ class Server:
         self.addresses: list[str] = []
         self._stopped = asyncio.Event()
         self._purger: asyncio.Task[None] | None = None
+        self.collector: Collector | None = None
 
     def _tls_contexts(self) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
         config = self.config
@@ -187,21 +186,9 @@ class Server:
                 self._spread_requests(config.workers)
         self.endpoint.pace_udp_reads(config.udp_read_pause / 1000)
         self._purger = asyncio.get_running_loop().create_task(self._purge_expired())
-        # What start-up built lives as long as the process: keep it out of every collection.
-        gc.collect()
-        gc.freeze()
-        # A proxy allocates a few hundred objects per message, nearly all freed by reference
-        # counting within the call; the default 700-allocation trigger ran the collector ~60
-        # times per 1000 calls, and promoted call state that was about to die into the old
-        # generations, whose full scans over every live transaction were the pauses. Collect
-        # the young generation every GC_YOUNG allocations instead (20-30 ms each at 1500
-        # calls/s, a second of calls' surviving state). The middle generation follows every
-        # third young collection: each object is scanned there once whatever the threshold,
-        # and small batches keep the pause near 0.1 s (after 20 young ones it was 0.58 s).
-        # Full collections wait for 1000 middle ones (~150 M allocations): calls free
-        # themselves by reference counting (no cycles are left once a transaction ends), and
-        # a full scan over tens of thousands of live transactions is a pause.
-        gc.set_threshold(GC_YOUNG, 2, 1000)
+        # The garbage collector on a clock, each object scanned once (.collector).
+        self.collector = Collector(config.gc_young_interval, config.gc_full_interval)
+        self.collector.start()
 
     async def _on_request(self, incoming: IncomingRequest) -> None:
         request = incoming.request
@@ -507,6 +494,8 @@ class Server:
     async def stop(self) -> None:
         if self._purger is not None:
             self._purger.cancel()
+        if self.collector is not None:
+            self.collector.stop()
         if self.dispatcher is not None:
             self.dispatcher.close()
             self.dispatcher = None

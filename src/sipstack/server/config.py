@@ -76,6 +76,11 @@ class ServerConfig:
     """Milliseconds a UDP socket rests after a wake-up that did not fill its batch, so that
     the next one reads more at once: less CPU per message at moderate rates, at most this
     much added latency; 0: read at every wake-up."""
+    gc_young_interval: float = 1.0
+    """Seconds between collections of the young generation (``sipstack.server.collector``)."""
+    gc_full_interval: float = 3600.0
+    """Seconds between full garbage collections (each a pause that grows with the live
+    state); 0: never."""
     log_level: str = "info"
     user_agent: str = "sipstack"
 
@@ -96,6 +101,10 @@ class ServerConfig:
             raise ConfigurationError("workers: several workers share a port, so listen ports cannot be 0")
         if not 0 <= self.udp_read_pause <= 100:
             raise ConfigurationError("udp.read_pause: 0 to 100 milliseconds")
+        if not 0.05 <= self.gc_young_interval <= 60:
+            raise ConfigurationError("gc.young_interval: 0.05 to 60 seconds")
+        if self.gc_full_interval < 0:
+            raise ConfigurationError("gc.full_interval: 0 (never) or a number of seconds")
         if self.timer_c < 1:
             raise ConfigurationError("proxy.timer_c: at least 1 second")
         if self.default_route:
@@ -166,6 +175,7 @@ _SECTIONS = {
     },
     "tcp": {"alias": "tcp_alias"},
     "udp": {"read_pause": "udp_read_pause"},
+    "gc": {"young_interval": "gc_young_interval", "full_interval": "gc_full_interval"},
 }
 
 
