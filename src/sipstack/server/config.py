@@ -72,7 +72,7 @@ class ServerConfig:
     flow_timer: int = 0
     """Keep-alive interval (seconds) asked of outbound UAs in the registrar's 200 (the
     Flow-Timer header, RFC 5626 §4.4); 0: none, UAs use their defaults."""
-    udp_read_pause: float = 4.0
+    udp_read_pause: float = 8.0
     """Milliseconds a UDP socket rests after a wake-up that did not fill its batch, so that
     the next one reads more at once: less CPU per message at moderate rates, at most this
     much added latency; 0: read at every wake-up."""
