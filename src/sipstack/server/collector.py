@@ -74,10 +74,16 @@ class Collector:
             self._next_full = now + self.full_interval
             self.collect_all()
         else:
-            self.stats["freed"] += gc.collect(0)
-            gc.freeze()
-            self.stats["young"] += 1
+            self.collect_young()
         self._timer = loop.call_later(self.young_interval, self._tick)
+
+    def collect_young(self) -> int:
+        """Collect the young generation and freeze what survives; the count it freed."""
+        freed = gc.collect(0)
+        gc.freeze()
+        self.stats["young"] += 1
+        self.stats["freed"] += freed
+        return freed
 
     def collect_all(self) -> int:
         """A full collection over everything, frozen objects included; the count it freed."""
