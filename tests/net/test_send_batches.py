@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import pytest
+
 from sipstack.endpoint import Endpoint, IncomingRequest
 from sipstack.errors import TransportError
 from sipstack.message import Request, parse
@@ -160,41 +162,24 @@ async def test_a_workers_two_sockets_are_read_in_one_batch() -> None:
         await endpoint.close()
 
 
-async def test_a_socket_resting_after_a_batch_reads_what_came_meanwhile_in_one() -> None:
+@pytest.mark.parametrize("sockets", ["one", "a worker's two"])
+async def test_what_comes_during_a_read_pause_is_read_in_one_batch(sockets: str) -> None:
     """With a read pause, the wake-up after a batch that did not fill waits that long, then
-    reads everything that came meanwhile in one batch; every request is still answered."""
+    reads everything that came meanwhile in one batch; every request is still answered. A
+    wake-up of either of a worker's two sockets read both, so both rest after it."""
     endpoint, peer, batches = answering_endpoint()
     try:
-        local = await endpoint.listen("udp:127.0.0.1:0")
+        first_port = (await endpoint.listen("udp:127.0.0.1:0")).port
+        other_port = first_port
+        if sockets != "one":
+            other_port = (await endpoint.listen("udp:127.0.0.1:0", for_requests=True)).port
         endpoint.pace_udp_reads(0.3)
         port = peer.getsockname()[1]
-        peer.sendto(options(local.port, port, 1), ("127.0.0.1", local.port))
+        peer.sendto(options(first_port, port, 1), ("127.0.0.1", first_port))
         first = await answers(peer, 1)
-        peer.sendto(options(local.port, port, 2), ("127.0.0.1", local.port))
+        peer.sendto(options(other_port, port, 2), ("127.0.0.1", other_port))
         await asyncio.sleep(0.02)  # read at once without the pause: a batch of its own
-        peer.sendto(options(local.port, port, 3), ("127.0.0.1", local.port))
-        rest = await answers(peer, 2)
-        assert sorted(parse(r).cseq.seq for r in first + rest) == [1, 2, 3]
-        assert batches == [2]
-    finally:
-        peer.close()
-        await endpoint.close()
-
-
-async def test_a_workers_two_sockets_rest_together() -> None:
-    """A wake-up of either of a worker's two sockets read both, so both rest after it: what
-    comes to either during the pause waits for the next wake-up, one batch."""
-    endpoint, peer, batches = answering_endpoint()
-    try:
-        shared = await endpoint.listen("udp:127.0.0.1:0")
-        own = await endpoint.listen("udp:127.0.0.1:0", for_requests=True)
-        endpoint.pace_udp_reads(0.3)
-        port = peer.getsockname()[1]
-        peer.sendto(options(shared.port, port, 1), ("127.0.0.1", shared.port))
-        first = await answers(peer, 1)
-        peer.sendto(options(own.port, port, 2), ("127.0.0.1", own.port))
-        await asyncio.sleep(0.02)  # the own socket, watched alone, would read it at once
-        peer.sendto(options(shared.port, port, 3), ("127.0.0.1", shared.port))
+        peer.sendto(options(first_port, port, 3), ("127.0.0.1", first_port))
         rest = await answers(peer, 2)
         assert sorted(parse(r).cseq.seq for r in first + rest) == [1, 2, 3]
         assert batches == [2]
